@@ -1,0 +1,95 @@
+"""The `pipeline` command.
+
+    pipeline run --config FILE [--set key.path=value ...] [--output DIR] [--address RAY_ADDRESS] [--overwrite]
+    pipeline stats RUN_DIR
+    pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
+
+Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
+one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description="Common Crawl to clean text and training tokens.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a config (resumes an unfinished run in the same directory)")
+    run.add_argument("--config", required=True, help="YAML run config")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a config value, e.g. --set stages.extract.favor=recall (repeatable)")
+    run.add_argument("--output", help="run directory (default: the config's output, else runs/<name>)")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    run.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+
+    stats = commands.add_parser("stats", help="print a run's funnel: read, kept, dropped by reason, failed, time")
+    stats.add_argument("run_dir")
+
+    demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
+    demo.add_argument("directory")
+    demo.add_argument("--pages", type=int, default=300)
+    demo.add_argument("--files", type=int, default=2)
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "stats":
+        return _stats(Path(args.run_dir))
+    from pipeline.demo_crawl import write_demo_crawl
+
+    for path in write_demo_crawl(args.directory, pages=args.pages, files=args.files, seed=args.seed):
+        print(path)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError, load_config
+    from pipeline.run_dir import RunDirConflict
+
+    try:
+        config = load_config(args.config, args.overrides, args.output)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    from pipeline.runner import print_result, run_pipeline
+
+    try:
+        result = run_pipeline(config, address=args.address, overwrite=args.overwrite, show_progress=not args.quiet)
+    except (ConfigError, RunDirConflict) as exc:
+        return _fail(str(exc))
+    print_result(result)
+    return 0 if result.ok else 1
+
+
+def _stats(run_dir: Path) -> int:
+    from pipeline.run_dir import RunDir
+    from pipeline.stats import read_funnel
+    from pipeline.summary import format_funnel
+
+    stats_dir = RunDir(run_dir).stats
+    if not (stats_dir / "summary.json").exists():
+        return _fail(f"{run_dir}: no statistics (stats/summary.json); is this a run directory?")
+    funnel, summary = read_funnel(stats_dir)
+    print(f"Run {summary['name']} ({run_dir}): {summary['units']} units, {summary['wall_seconds']:.1f} s wall")
+    print(format_funnel(funnel))
+    for unit_id, error in summary.get("failed_units", {}).items():
+        print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Run configuration: YAML validated by typed models, with errors that name the file and the key path.
+
+A run config says where the input is, which stages run in which order with which settings, and where the run
+directory goes. Stage settings are the stage's own model (next to its code, in stages/). Everything is checked
+before any work starts: an unknown key, a wrong type, or an input path that matches no file is a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
+
+from pipeline.io.units import expand_paths
+from stages import STAGES, StageConfig
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the user: one line, naming the file and the key path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoCrawlInput(Strict):
+    """A small crawl the project writes itself (articles, boilerplate, duplicates, languages, PII, spam)."""
+
+    pages: int = Field(300, ge=1, description="HTML pages in the crawl.")
+    files: int = Field(2, ge=1, description="WARC files to spread them over.")
+    seed: int = Field(0, description="Same seed, same bytes.")
+    directory: str | None = Field(None, description="Where to write it; default: <run dir>/demo-crawl.")
+
+
+class TextFieldsConfig(Strict):
+    """Field names in JSONL/Parquet input."""
+
+    text: str = "text"
+    id: str | None = "id"
+    url: str | None = "url"
+    date: str | None = "date"
+
+
+class InputConfig(Strict):
+    paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories.")
+    demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
+    format: Literal["auto", "warc", "jsonl", "parquet"] = Field(
+        "auto", description="auto: by file name, then by content. warc covers ARC, WARC/0.17, WET."
+    )
+    unit_mb: float | Literal["auto"] = Field(
+        "auto",
+        description="Size of a unit of work (a byte range of a big file). auto: total input / 64, "
+        "between 1 and 64 MB, so that even one file keeps every worker busy.",
+    )
+    max_payload_mb: float = Field(5.0, gt=0, description="Bigger HTTP payloads are skipped as too_large.")
+    html_content_types: list[str] = Field(
+        default_factory=lambda: ["text/html", "application/xhtml+xml"],
+        description="Content types extracted as HTML; other responses are skipped as not_html.",
+    )
+    fields: TextFieldsConfig = Field(default_factory=TextFieldsConfig)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_match_files(cls, paths: list[str]) -> list[str]:
+        for index, pattern in enumerate(paths):
+            if not expand_paths(pattern):
+                raise ValueError(f"[{index}] {pattern!r} matches no file")
+        return paths
+
+    @field_validator("unit_mb")
+    @classmethod
+    def _positive_unit(cls, value: float | str) -> float | str:
+        if value != "auto" and value <= 0:
+            raise ValueError("must be 'auto' or a positive number of megabytes")
+        return value
+
+
+class RayConfig(Strict):
+    address: str | None = Field(
+        None, description="Ray cluster to join (also --address / RAY_ADDRESS); none: start an embedded local Ray."
+    )
+    workers: int | None = Field(None, ge=1, description="Parallel workers; default: one per CPU of the cluster.")
+    object_store_mb: int | None = Field(None, ge=64, description="Object store of the embedded Ray.")
+
+
+def _stage_tag(entry: Any) -> str | None:
+    if isinstance(entry, str):
+        return entry if entry in STAGES else None
+    if isinstance(entry, dict) and len(entry) == 1:
+        name = next(iter(entry))
+        return name if name in STAGES else None
+    return None
+
+
+def _stage_entry_models() -> Any:
+    """A tagged union with one `{name: settings}` model per registered stage."""
+    members = []
+    for name, stage in STAGES.items():
+        entry = create_model(
+            f"{name}_entry", __config__=ConfigDict(extra="forbid"), **{name: (stage.Config, Field(default_factory=stage.Config))}
+        )
+        members.append(Annotated[entry, Tag(name)])
+    return Annotated[
+        Union[tuple(members)],
+        Discriminator(
+            _stage_tag,
+            custom_error_type="unknown_stage",
+            custom_error_message=f"a stage is one of {', '.join(STAGES)}, as `name` or `name: {{settings}}`",
+        ),
+    ]
+
+
+StageEntry = _stage_entry_models()
+
+
+class RunConfig(Strict):
+    name: str = Field(description="Run name; the default output is runs/<name>.")
+    input: InputConfig
+    output: str | None = Field(None, description="Run directory (also --output).")
+    stages: list[StageEntry] = Field(min_length=1, description="Per-document stages, in order.")
+    rejects: bool = Field(False, description="Also write dropped and failed documents to rejects/.")
+    batch_rows: int = Field(256, ge=1, description="Records a worker processes at a time.")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _bare_names(cls, stages: Any) -> Any:
+        """`- extract` and `- extract:` (no settings) both mean the stage with its defaults."""
+        if not isinstance(stages, list):
+            return stages
+        normalised = []
+        for index, entry in enumerate(stages):
+            name = entry if isinstance(entry, str) else next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else None
+            if name is not None and name not in STAGES:
+                raise ValueError(f"[{index}] unknown stage {name!r} (known: {', '.join(STAGES)})")
+            if isinstance(entry, str) or (isinstance(entry, dict) and name is not None and entry[name] is None):
+                entry = {name: {}}
+            normalised.append(entry)
+        return normalised
+
+    def stage_settings(self) -> list[tuple[str, StageConfig]]:
+        """(stage name, its validated settings), in run order."""
+        return [next(iter(entry.__dict__.items())) for entry in self.stages]
+
+    def run_dir(self) -> Path:
+        return Path(self.output or os.path.join("runs", self.name))
+
+    def resolved(self) -> dict:
+        """The config with every default filled in, as saved in the run directory."""
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str | None = None) -> RunConfig:
+    """Read, override (`key.path=value`), and validate a config file. Raises ConfigError."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for override in overrides:
+        apply_override(raw, override, path)
+    if output is not None:
+        raw["output"] = output
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_errors(exc)}") from None
+
+
+def apply_override(raw: dict, override: str, path: str) -> None:
+    """Set `a.b.c=value` in the raw config; a list item is addressed by index or, in `stages`, by stage name."""
+    key_path, sep, text = override.partition("=")
+    if not sep or not key_path:
+        raise ConfigError(f"--set {override!r}: expected key.path=value")
+    value = yaml.safe_load(text) if text.strip() else None
+    keys = key_path.split(".")
+    node: Any = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            index = _list_index(node, key)
+            if index is None:
+                raise ConfigError(f"{path}: --set {key_path}: no item {key!r} in {'.'.join(keys[:depth]) or 'the list'}")
+            if last:
+                node[index] = value
+                return
+            item = node[index]
+            if isinstance(item, str):  # a bare stage name: give it a settings mapping to set into
+                node[index] = item = {item: {}}
+            node = _descend_stage_entry(item, key)
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+                return
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        else:
+            raise ConfigError(f"{path}: --set {key_path}: {where} is a value, not a mapping")
+
+
+def _list_index(items: list, key: str) -> int | None:
+    if key.lstrip("-").isdigit():
+        index = int(key)
+        return index if -len(items) <= index < len(items) else None
+    for index, item in enumerate(items):
+        if item == key or (isinstance(item, dict) and len(item) == 1 and key in item):
+            return index
+    return None
+
+
+def _descend_stage_entry(item: Any, key: str) -> Any:
+    """`stages.extract.x` goes into the settings of the extract entry, not into a key named extract."""
+    if isinstance(item, dict) and len(item) == 1 and key in item:
+        if item[key] is None:
+            item[key] = {}
+        return item[key]
+    return item
+
+
+def format_validation_errors(exc: ValidationError) -> str:
+    """All problems on one line: `key.path: message; other.key: message`."""
+    problems = []
+    for error in exc.errors():
+        location = _location(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return "; ".join(problems)
+
+
+def _location(loc: tuple) -> str:
+    """`('stages', 0, 'extract', 'extract', 'favor')` -> `stages[0].extract.favor` (the union tag is dropped)."""
+    parts: list[str] = []
+    previous = None
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item != previous or item not in STAGES:
+            parts.append(str(item))
+        previous = item
+    return ".".join(parts)

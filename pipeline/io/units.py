@@ -1,0 +1,139 @@
+"""Cut the input into units of work: a whole file, or a byte range of one.
+
+A unit is what a worker reads, processes and writes as one output part with one completion marker. Units depend
+only on the input files and the unit size, so a re-run maps to the same units and skips the finished ones. Big
+record-per-gzip-member archives (Common Crawl's 1 GB WARCs) and plain JSONL are cut into byte ranges so that one
+file keeps every worker busy; a record belongs to the range holding its first byte.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Iterator, Literal
+
+from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
+from pipeline.io.gzip_members import is_gzip
+from pipeline.io.text_reader import TextFields, parquet_row_group_sizes, read_jsonl, read_parquet
+
+Format = Literal["warc", "jsonl", "parquet"]
+FORMATS: tuple[str, ...] = ("warc", "jsonl", "parquet")
+
+_SUFFIX_FORMATS: tuple[tuple[str, Format], ...] = (
+    (".warc", "warc"),
+    (".arc", "warc"),
+    (".wet", "warc"),
+    (".wat", "warc"),
+    (".jsonl", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".json", "jsonl"),
+    (".parquet", "parquet"),
+)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work. `start`/`end` are byte offsets (archives, JSONL) or row-group indexes (Parquet)."""
+
+    id: str
+    path: str
+    format: Format
+    layout: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Unit":
+        return cls(**values)
+
+
+def expand_paths(pattern: str) -> list[str]:
+    """Absolute paths of the files matching a path, a glob, or every file under a directory, sorted."""
+    if os.path.isdir(pattern):
+        found = [
+            os.path.join(root, name) for root, _, names in os.walk(pattern) for name in names if not name.startswith(".")
+        ]
+    else:
+        found = [path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path)]
+    return sorted(os.path.abspath(path) for path in found)
+
+
+def detect_format(path: str) -> Format:
+    """Format from the file name, else from the first bytes; archives are the default."""
+    name = path.lower()
+    for compression in (".gz", ".gzip"):
+        name = name.removesuffix(compression)
+    for suffix, fmt in _SUFFIX_FORMATS:
+        if name.endswith(suffix):
+            return fmt
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if head == b"PAR1":
+            return "parquet"
+        if is_gzip(fh):
+            head = gzip.GzipFile(fileobj=fh).read(64)
+        elif head:
+            head += fh.read(60)
+    return "jsonl" if head.lstrip().startswith(b"{") else "warc"
+
+
+def plan_file(path: str, fmt: Format, unit_bytes: int) -> list[Unit]:
+    """The units of one file."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        if fmt == "warc":
+            layout = probe_layout(fh)
+            ranges = _byte_ranges(size, unit_bytes) if layout == "gzip_members" else [(0, size)]
+        elif fmt == "jsonl":
+            layout = "gzip" if is_gzip(fh) else "plain"
+            ranges = _byte_ranges(size, unit_bytes) if layout == "plain" else [(0, size)]
+        else:
+            layout = "row_groups"
+            ranges = _row_group_ranges(parquet_row_group_sizes(fh), unit_bytes)
+    tag = _file_tag(path)
+    return [Unit(f"{tag}-{k:04d}", path, fmt, layout, start, end) for k, (start, end) in enumerate(ranges)]
+
+
+def _byte_ranges(size: int, unit_bytes: int) -> list[tuple[int, int]]:
+    count = max(1, math.ceil(size / unit_bytes))
+    return [(k * unit_bytes, min(size, (k + 1) * unit_bytes)) for k in range(count)]
+
+
+def _row_group_ranges(group_bytes: list[int], unit_bytes: int) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    start, filled = 0, 0
+    for index, size in enumerate(group_bytes):
+        filled += size
+        if filled >= unit_bytes:
+            ranges.append((start, index + 1))
+            start, filled = index + 1, 0
+    if start < len(group_bytes) or not ranges:
+        ranges.append((start, len(group_bytes)))
+    return ranges
+
+
+def _file_tag(path: str) -> str:
+    """Readable and unique: the file's stem plus a hash of its full path."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(path))[:60]
+    return f"{stem}-{hashlib.blake2b(os.path.abspath(path).encode(), digest_size=3).hexdigest()}"
+
+
+def read_unit(unit: Unit, options: ReadOptions, fields: TextFields) -> Iterator[dict]:
+    """Every record of a unit as a row, in file order."""
+    with open(unit.path, "rb") as fh:
+        if unit.format == "warc":
+            yield from read_archive(fh, unit.path, unit.layout, unit.start, unit.end, options)
+        elif unit.format == "jsonl":
+            compressed = unit.layout == "gzip"  # a gzip JSONL is one unit: its offsets are uncompressed
+            yield from read_jsonl(fh, unit.path, compressed, unit.start, None if compressed else unit.end, fields)
+        else:
+            yield from read_parquet(fh, unit.path, unit.start, unit.end, fields)
+

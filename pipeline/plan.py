@@ -1,0 +1,67 @@
+"""The plan of a run: which files, cut into which units. Saved as plan.json so that a re-run resumes the same units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from pipeline.config import ConfigError, RunConfig
+from pipeline.io.atomic import atomic_write_json
+from pipeline.io.lineage import source_name
+from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
+
+MB = 1024 * 1024
+AUTO_UNITS = 64
+
+
+def input_files(config: RunConfig, generated: list[str]) -> list[str]:
+    """Every input file once, in a stable order."""
+    files = {os.path.abspath(path) for path in generated}
+    for pattern in config.input.paths:
+        files.update(expand_paths(pattern))
+    return sorted(files)
+
+
+def unit_bytes(config: RunConfig, files: list[str]) -> int:
+    """The configured unit size, or for `auto` the total input over 64, kept between 1 and 64 MB."""
+    if config.input.unit_mb != "auto":
+        return max(1, int(config.input.unit_mb * MB))
+    total = sum(os.path.getsize(path) for path in files)
+    return int(min(64 * MB, max(1 * MB, total / AUTO_UNITS)))
+
+
+def plan_units(config: RunConfig, generated: list[str] = ()) -> list[Unit]:
+    files = input_files(config, list(generated))
+    _check_unique_names(files)
+    size = unit_bytes(config, files)
+    units = []
+    for path in files:
+        fmt = detect_format(path) if config.input.format == "auto" else config.input.format
+        units.extend(plan_file(path, fmt, size))
+    return units
+
+
+def _check_unique_names(files: list[str]) -> None:
+    """Document ids come from file names (so they do not change with the storage); names must not repeat."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        by_name[source_name(path)].append(path)
+    repeated = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    if repeated:
+        name, paths = next(iter(repeated.items()))
+        raise ConfigError(
+            f"input.paths: {len(repeated)} file name(s) occur in several directories, e.g. {name!r} in "
+            f"{', '.join(os.path.dirname(p) for p in paths[:3])}; document ids are derived from file names, "
+            "so input file names must be unique"
+        )
+
+
+def save_plan(path: Path, units: list[Unit]) -> None:
+    atomic_write_json(path, {"units": [unit.to_dict() for unit in units]})
+
+
+def load_plan(path: Path) -> list[Unit]:
+    return [Unit.from_dict(values) for values in json.loads(path.read_text())["units"]]

@@ -1,0 +1,130 @@
+"""Where a run keeps its files. One place that knows the layout, so readers (notebooks, `pipeline stats`) and
+writers agree.
+
+    <run>/config.yaml                  resolved config, with versions
+    <run>/plan.json                    the units of work
+    <run>/documents/part-<unit>.parquet   kept documents
+    <run>/rejects/part-<unit>.parquet     dropped and failed documents (when `rejects: true`)
+    <run>/_done/<unit>.json            completion marker with the unit's counts
+    <run>/stats/                       merged statistics (funnel, reasons, units, examples, summary.json)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.io.atomic import atomic_write_bytes
+
+# Settings that change how a run executes, not what it produces: a resume may change them.
+_EXECUTION_KEYS = ("ray", "output")
+
+
+class RunDirConflict(Exception):
+    """The run directory holds a run made with a different config."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def documents(self) -> Path:
+        return self.root / "documents"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def markers(self) -> Path:
+        return self.root / "_done"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats"
+
+    def document_part(self, unit_id: str) -> Path:
+        return self.documents / f"part-{unit_id}.parquet"
+
+    def reject_part(self, unit_id: str) -> Path:
+        return self.rejects / f"part-{unit_id}.parquet"
+
+    def marker(self, unit_id: str) -> Path:
+        return self.markers / f"{unit_id}.json"
+
+    def is_done(self, unit_id: str) -> bool:
+        return self.marker(unit_id).exists()
+
+    def read_marker(self, unit_id: str) -> dict:
+        return json.loads(self.marker(unit_id).read_text())
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the project and the libraries whose behaviour shapes the output, saved with every run."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("ccpipeline", "ray", "pyarrow", "trafilatura", "warcio", "lxml", "pydantic"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def prepare_run_dir(run: RunDir, resolved_config: dict, overwrite: bool) -> bool:
+    """Create or reuse the run directory and save the resolved config; True when resuming an earlier run.
+
+    Resuming is only allowed with the same config (execution settings aside): mixing outputs of two configs in one
+    run directory would give a result that no config describes.
+    """
+    if overwrite and run.root.exists():
+        shutil.rmtree(run.root)
+    resuming = run.config_file.exists()
+    if resuming:
+        saved = yaml.safe_load(run.config_file.read_text()) or {}
+        difference = first_difference(_outcome_settings(saved.get("config", {})), _outcome_settings(resolved_config))
+        if difference is not None:
+            raise RunDirConflict(
+                f"{run.root} holds a run made with another config (differs at {difference}); "
+                "use --overwrite to replace it, or --output for a new run directory"
+            )
+    document = {"config": resolved_config, "versions": package_versions()}
+    atomic_write_bytes(run.config_file, yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode())
+    return resuming
+
+
+def _outcome_settings(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in _EXECUTION_KEYS}
+
+
+def first_difference(left: Any, right: Any, path: str = "") -> str | None:
+    """Dotted path of the first place where two plain values differ, or None when equal."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        for key in list(left) + [k for k in right if k not in left]:
+            found = first_difference(left.get(key), right.get(key), f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        for index, (a, b) in enumerate(zip(left, right)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if left == right else (path or "the top level")

@@ -1,0 +1,242 @@
+"""Run a config on Ray: plan units, process the unfinished ones on a pool of workers, merge the statistics.
+
+This is the only module that imports ray. The Ray Data plan is: one row per unit of work -> `map_batches` with a
+callable class (an actor pool, one actor per worker, stages built once per actor) that reads the unit, runs every
+per-document stage and writes the unit's output and marker -> one small result row per unit back to the driver.
+Documents never travel through the object store; workers read their byte range of the input themselves.
+
+With no address, an embedded local Ray sized to the machine is started (no dashboard) and stopped at the end;
+with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+import ray.data
+
+from pipeline.config import RunConfig
+from pipeline.io.units import Unit
+from pipeline.plan import load_plan, plan_units, save_plan
+from pipeline.progress import ProgressPrinter
+from pipeline.run_dir import RunDir, prepare_run_dir
+from pipeline.stats import StageTally, accounting_problems, merge_tallies, write_run_stats
+from pipeline.summary import documents_kept, format_funnel, records_read
+from pipeline.unit_work import UnitWorker
+
+LOCAL_OBJECT_STORE_MB = 512
+PROGRESS_INTERVAL_S = 1.0
+# Ray's chatter that says nothing to a pipeline user: our own progress line and summary replace it.
+_QUIET_LOGGERS = {
+    "ray.data": logging.WARNING,
+    "ray.data._internal.progress": logging.ERROR,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    funnel: list[StageTally]
+    units_total: int
+    units_resumed: int
+    failed_units: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_units
+
+
+@ray.remote(num_cpus=0)
+class ProgressBoard:
+    """Latest counts per unit, reported by workers after every batch and read by the driver's progress line."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, list[dict]] = {}
+
+    def report(self, unit_id: str, stages: list[dict]) -> None:
+        self.latest[unit_id] = [{"stage": s["stage"], "rows_in": s["rows_in"], "kept": s["kept"]} for s in stages]
+
+    def totals(self) -> list[dict]:
+        summed: dict[str, dict] = {}
+        for stages in self.latest.values():
+            for stage in stages:
+                total = summed.setdefault(stage["stage"], {"stage": stage["stage"], "rows_in": 0, "kept": 0})
+                total["rows_in"] += stage["rows_in"]
+                total["kept"] += stage["kept"]
+        return list(summed.values())
+
+
+class RayUnitWorker:
+    """The Ray Data callable: one per actor; processes the units of each batch it is given."""
+
+    def __init__(self, config: dict, run_dir: str, board: "ray.actor.ActorHandle"):
+        self.worker = UnitWorker(RunConfig.model_validate(config), Path(run_dir))
+        self.board = board
+
+    def __call__(self, batch: dict) -> dict:
+        unit_ids, errors = [], []
+        for values in _rows(batch):
+            unit = Unit.from_dict(values)
+            try:
+                self.worker.process(unit, report=lambda unit_id, stages: self.board.report.remote(unit_id, stages))
+                errors.append("")
+            except Exception as exc:  # one broken unit must not stop the others; it is reported by name
+                errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+            unit_ids.append(unit.id)
+        return {"unit": unit_ids, "error": errors}
+
+    def __del__(self) -> None:
+        self.worker.close()
+
+
+def _rows(batch: dict) -> list[dict]:
+    columns = {name: list(values) for name, values in batch.items()}
+    count = len(next(iter(columns.values()))) if columns else 0
+    return [{name: _plain(values[i]) for name, values in columns.items()} for i in range(count)]
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def run_pipeline(
+    config: RunConfig, address: str | None = None, overwrite: bool = False, show_progress: bool = True
+) -> RunResult:
+    """Run (or resume) a config end to end; returns the merged funnel and any units that failed."""
+    started = time.monotonic()
+    run = RunDir(config.run_dir())
+    resuming = prepare_run_dir(run, config.resolved(), overwrite)
+    generated = _demo_crawl_files(config, run)
+    if resuming and run.plan_file.exists():
+        units = load_plan(run.plan_file)
+    else:
+        units = plan_units(config, generated)
+        save_plan(run.plan_file, units)
+    pending = [unit for unit in units if not run.is_done(unit.id)]
+    failed: dict[str, str] = {}
+    if pending:
+        failed = _process_units(pending, config, run, address or config.ray.address, show_progress)
+    markers = [run.read_marker(unit.id) for unit in units if run.is_done(unit.id)]
+    funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
+    result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started)
+    write_run_stats(run.stats, funnel, markers, _summary(config, result))
+    return result
+
+
+def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
+    demo = config.input.demo_crawl
+    if demo is None:
+        return []
+    from pipeline.demo_crawl import write_demo_crawl
+
+    directory = Path(demo.directory) if demo.directory else run.root / "demo-crawl"
+    return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
+
+
+def _summary(config: RunConfig, result: RunResult) -> dict:
+    return {
+        "name": config.name,
+        "run_dir": str(result.run_dir),
+        "units": result.units_total,
+        "units_resumed": result.units_resumed,
+        "failed_units": result.failed_units,
+        "records_read": records_read(result.funnel),
+        "documents": documents_kept(result.funnel),
+        "wall_seconds": round(result.seconds, 3),
+        "accounting_problems": accounting_problems(result.funnel),
+    }
+
+
+def _process_units(
+    units: list[Unit], config: RunConfig, run: RunDir, address: str | None, show_progress: bool
+) -> dict[str, str]:
+    """Process units on Ray; returns {unit id: error} for the units that failed."""
+    started_here = _connect(config, address)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        workers = min(len(units), config.ray.workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        board = ProgressBoard.remote()
+        dataset = ray.data.from_items([unit.to_dict() for unit in units], override_num_blocks=len(units))
+        results = dataset.map_batches(
+            RayUnitWorker,
+            fn_constructor_kwargs={"config": config.resolved(), "run_dir": str(run.root.resolve()), "board": board},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+        )
+        failed: dict[str, str] = {}
+        done = [0]
+        printer = ProgressPrinter(len(units)) if show_progress else None
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_progress, args=(board, printer, done, stop), daemon=True)
+        if printer is not None:
+            poller.start()
+        try:
+            for row in results.iter_rows():
+                done[0] += 1
+                if row["error"]:
+                    failed[str(row["unit"])] = str(row["error"])
+        finally:
+            stop.set()
+            if printer is not None:
+                poller.join()
+                printer.update(ray.get(board.totals.remote()), done[0])
+                printer.finish()
+        return failed
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threading.Event) -> None:
+    while not stop.wait(PROGRESS_INTERVAL_S):
+        printer.update(ray.get(board.totals.remote()), done[0])
+
+
+def _connect(config: RunConfig, address: str | None) -> bool:
+    """Join the given cluster, or start an embedded local Ray; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+        return True
+    object_store_mb = config.ray.object_store_mb or LOCAL_OBJECT_STORE_MB
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=object_store_mb * 1024 * 1024,
+        logging_level=logging.WARNING,
+    )
+    return True
+
+
+def print_result(result: RunResult) -> None:
+    """The one-screen summary printed at the end of `pipeline run`."""
+    resumed = f", {result.units_resumed} done earlier" if result.units_resumed else ""
+    print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s: {result.units_total} units{resumed}")
+    print(format_funnel(result.funnel))
+    problems = accounting_problems(result.funnel)
+    for problem in problems:
+        print(f"ACCOUNTING ERROR: {problem}")
+    for unit_id, error in result.failed_units.items():
+        print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
+    documents = documents_kept(result.funnel)
+    print(f"\n{documents:,} documents in {result.run_dir / 'documents'}; statistics in {result.run_dir / 'stats'}")
+    if result.failed_units:
+        print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")

@@ -1,0 +1,211 @@
+"""Counting every record: per stage, rows in = kept + dropped (by reason) + failed (by error).
+
+A `StageTally` counts one stage over one unit; units' tallies are stored in their completion markers and merged
+into the run's statistics files, so the numbers survive resume and add up across cluster workers. The files are
+plain Parquet and JSON for notebooks (pandas, polars, duckdb).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.io.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
+
+EXAMPLES_PER_REASON = 3
+READ_STAGE = "read"
+
+
+@dataclass
+class StageTally:
+    """Counts for one stage (over one unit, or merged over many)."""
+
+    stage: str
+    rows_in: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    examples: list[dict] = field(default_factory=list)
+
+    def count(self, outcome: pa.Table, seconds: float) -> pa.Array:
+        """Count a stage's output batch; returns the mask of kept rows."""
+        drop_reason = outcome.column(DROP_REASON)
+        error = outcome.column(ERROR)
+        kept_mask = pc.and_(pc.is_null(drop_reason), pc.is_null(error))
+        dropped_mask = pc.and_(pc.invert(pc.is_null(drop_reason)), pc.is_null(error))
+        self.rows_in += outcome.num_rows
+        self.kept += pc.sum(kept_mask).as_py() or 0
+        self.seconds += seconds
+        self._count_values(self.dropped, pc.filter(drop_reason, dropped_mask))
+        self._count_values(self.failed, pc.drop_null(error))
+        self._keep_examples(outcome, pc.invert(kept_mask))
+        return kept_mask
+
+    @staticmethod
+    def _count_values(counter: Counter, values: pa.ChunkedArray) -> None:
+        for item in pc.value_counts(values).to_pylist():
+            counter[item["values"]] += item["counts"]
+
+    def _keep_examples(self, outcome: pa.Table, not_kept: pa.Array) -> None:
+        """A few rows per failure and per drop reason, with where they came from, for `pipeline stats`."""
+        if not pc.any(not_kept).as_py():
+            return
+        seen = Counter((ex["outcome"], ex["reason"]) for ex in self.examples)
+        columns = [name for name in ("source", "offset", "url", DROP_REASON, ERROR, ERROR_DETAIL) if name in outcome.column_names]
+        for row in pc.filter(outcome.select(columns), not_kept).to_pylist():
+            key = ("failed", row[ERROR]) if row.get(ERROR) else ("dropped", row[DROP_REASON])
+            if seen[key] >= EXAMPLES_PER_REASON:
+                continue
+            seen[key] += 1
+            self.examples.append(
+                {
+                    "outcome": key[0],
+                    "reason": key[1],
+                    "source": row.get("source"),
+                    "offset": row.get("offset"),
+                    "url": row.get("url"),
+                    "detail": row.get(ERROR_DETAIL),
+                }
+            )
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    def merge(self, other: "StageTally") -> None:
+        self.rows_in += other.rows_in
+        self.kept += other.kept
+        self.dropped.update(other.dropped)
+        self.failed.update(other.failed)
+        self.seconds += other.seconds
+        seen = Counter((ex["outcome"], ex["reason"]) for ex in self.examples)
+        for example in other.examples:
+            key = (example["outcome"], example["reason"])
+            if seen[key] < EXAMPLES_PER_REASON:
+                seen[key] += 1
+                self.examples.append(example)
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage,
+            "rows_in": self.rows_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "failed": dict(sorted(self.failed.items())),
+            "seconds": round(self.seconds, 4),
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StageTally":
+        return cls(
+            stage=values["stage"],
+            rows_in=values["rows_in"],
+            kept=values["kept"],
+            dropped=Counter(values["dropped"]),
+            failed=Counter(values["failed"]),
+            seconds=values["seconds"],
+            examples=list(values.get("examples", [])),
+        )
+
+
+def merge_tallies(per_unit: Iterable[list[StageTally]]) -> list[StageTally]:
+    """Merge units' stage tallies, keeping stage order."""
+    merged: dict[str, StageTally] = {}
+    for tallies in per_unit:
+        for tally in tallies:
+            merged.setdefault(tally.stage, StageTally(tally.stage)).merge(tally)
+    return list(merged.values())
+
+
+def accounting_problems(funnel: list[StageTally]) -> list[str]:
+    """Where the books do not balance (empty when every record is accounted for)."""
+    problems = []
+    for tally in funnel:
+        if tally.rows_in != tally.kept + tally.dropped_total + tally.failed_total:
+            problems.append(
+                f"{tally.stage}: {tally.rows_in} in != {tally.kept} kept + {tally.dropped_total} dropped "
+                f"+ {tally.failed_total} failed"
+            )
+    for before, after in zip(funnel, funnel[1:]):
+        if after.rows_in != before.kept:
+            problems.append(f"{after.stage} received {after.rows_in} rows but {before.stage} kept {before.kept}")
+    return problems
+
+
+def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict], summary: dict) -> None:
+    """Write the notebook-facing statistics: funnel, reasons, per-unit counts, error examples, summary."""
+    funnel_rows = [
+        {
+            "stage": tally.stage,
+            "order": order,
+            "rows_in": tally.rows_in,
+            "kept": tally.kept,
+            "dropped": tally.dropped_total,
+            "failed": tally.failed_total,
+            "seconds": tally.seconds,
+        }
+        for order, tally in enumerate(funnel)
+    ]
+    reason_rows = [
+        {"stage": tally.stage, "outcome": outcome, "reason": reason, "count": count}
+        for tally in funnel
+        for outcome, counter in (("dropped", tally.dropped), ("failed", tally.failed))
+        for reason, count in sorted(counter.items(), key=lambda item: -item[1])
+    ]
+    example_rows = [{"stage": tally.stage, **example} for tally in funnel for example in tally.examples]
+    unit_rows = [
+        {
+            "unit": unit["unit"],
+            "path": unit["path"],
+            "stage": tally["stage"],
+            "rows_in": tally["rows_in"],
+            "kept": tally["kept"],
+            "dropped": sum(tally["dropped"].values()),
+            "failed": sum(tally["failed"].values()),
+            "seconds": tally["seconds"],
+        }
+        for unit in units
+        for tally in unit["stages"]
+    ]
+    atomic_write_parquet(stats_dir / "funnel.parquet", pa.Table.from_pylist(funnel_rows, schema=_FUNNEL_SCHEMA))
+    atomic_write_parquet(stats_dir / "reasons.parquet", pa.Table.from_pylist(reason_rows, schema=_REASONS_SCHEMA))
+    atomic_write_parquet(stats_dir / "examples.parquet", pa.Table.from_pylist(example_rows, schema=_EXAMPLES_SCHEMA))
+    atomic_write_parquet(stats_dir / "units.parquet", pa.Table.from_pylist(unit_rows, schema=_UNITS_SCHEMA))
+    atomic_write_json(stats_dir / "summary.json", {**summary, "stages": [tally.to_dict() for tally in funnel]})
+
+
+def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:
+    """The merged tallies and summary saved by `write_run_stats`."""
+    summary = json.loads((stats_dir / "summary.json").read_text())
+    return [StageTally.from_dict(stage) for stage in summary["stages"]], summary
+
+
+_FUNNEL_SCHEMA = pa.schema(
+    [("stage", pa.string()), ("order", pa.int32()), ("rows_in", pa.int64()), ("kept", pa.int64()),
+     ("dropped", pa.int64()), ("failed", pa.int64()), ("seconds", pa.float64())]
+)
+_REASONS_SCHEMA = pa.schema(
+    [("stage", pa.string()), ("outcome", pa.string()), ("reason", pa.string()), ("count", pa.int64())]
+)
+_EXAMPLES_SCHEMA = pa.schema(
+    [("stage", pa.string()), ("outcome", pa.string()), ("reason", pa.string()), ("source", pa.string()),
+     ("offset", pa.int64()), ("url", pa.string()), ("detail", pa.string())]
+)
+_UNITS_SCHEMA = pa.schema(
+    [("unit", pa.string()), ("path", pa.string()), ("stage", pa.string()), ("rows_in", pa.int64()),
+     ("kept", pa.int64()), ("dropped", pa.int64()), ("failed", pa.int64()), ("seconds", pa.float64())]
+)
+

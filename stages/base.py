@@ -1,0 +1,68 @@
+"""The contract every per-document stage follows.
+
+A stage is built once per worker from its config model (that is where models load) and then called on batches of
+documents as `pyarrow.Table`s. It returns the same rows, in the same order, with its signal columns added and its
+decision in the outcome columns: `drop_reason` (why the row is not kept) or `error` / `error_detail` (why it could
+not be processed). It never removes rows itself, so the framework can count every one: read = kept + dropped +
+failed. Stages know nothing about Ray, files or run directories.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's settings: unknown keys are errors, so a typo cannot silently keep a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage:
+    """Base class: subclasses set `name`, `Config`, `output_fields` and implement `process`."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]]
+    # Columns this stage adds to the documents it keeps (written to the output files).
+    output_fields: ClassVar[tuple[pa.Field, ...]] = ()
+
+    def __init__(self, config: StageConfig):
+        self.config = config
+
+    def __call__(self, docs: pa.Table) -> pa.Table:
+        return self.process(docs)
+
+    def process(self, docs: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the stage holds (child processes, models); called once when the worker is done."""
+
+
+def set_columns(docs: pa.Table, columns: dict[str, Sequence | pa.Array], types: dict[str, pa.DataType]) -> pa.Table:
+    """Add or replace columns by name, with explicit types so every batch has the same schema."""
+    for name, values in columns.items():
+        array = values if isinstance(values, pa.Array) else pa.array(values, type=types[name])
+        index = docs.schema.get_field_index(name)
+        field = pa.field(name, array.type)
+        docs = docs.set_column(index, field, array) if index >= 0 else docs.append_column(field, array)
+    return docs
+
+
+def with_outcome(
+    docs: pa.Table,
+    drop_reasons: Sequence[str | None],
+    errors: Sequence[str | None],
+    error_details: Sequence[str | None],
+) -> pa.Table:
+    """Set the outcome columns of a batch: one entry per row, None where the row is kept."""
+    return set_columns(
+        docs,
+        {DROP_REASON: drop_reasons, ERROR: errors, ERROR_DETAIL: error_details},
+        {DROP_REASON: pa.string(), ERROR: pa.string(), ERROR_DETAIL: pa.string()},
+    )
