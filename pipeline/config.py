@@ -23,7 +23,8 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors; `name: 2024` is still a name.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class DemoCrawlInput(Strict):
@@ -38,13 +39,15 @@ class DemoCrawlInput(Strict):
 class TextFieldsConfig(Strict):
     """Field names in JSONL/Parquet input."""
 
-    text: str = "text"
-    id: str | None = "id"
-    url: str | None = "url"
-    date: str | None = "date"
+    text: str = Field("text", description="The text to process (a string); a record without it fails as missing_text.")
+    id: str | None = Field("id", description="Kept as the document id; where absent, an id is made from file and offset.")
+    url: str | None = Field("url", description="Kept as url, and gives host and domain.")
+    date: str | None = Field("date", description="ISO 8601 or 14-digit date, kept as date.")
 
 
 class InputConfig(Strict):
+    """What to read: files, or the generated demo crawl."""
+
     paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories.")
     demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
     format: Literal["auto", "warc", "jsonl", "parquet"] = Field(
@@ -60,7 +63,7 @@ class InputConfig(Strict):
         default_factory=lambda: ["text/html", "application/xhtml+xml"],
         description="Content types extracted as HTML; other responses are skipped as not_html.",
     )
-    fields: TextFieldsConfig = Field(default_factory=TextFieldsConfig)
+    fields: TextFieldsConfig = Field(default_factory=TextFieldsConfig, description="Field names in JSONL/Parquet input.")
 
     @field_validator("paths")
     @classmethod
@@ -79,6 +82,8 @@ class InputConfig(Strict):
 
 
 class RayConfig(Strict):
+    """Where and how wide to run. Execution settings: a resumed run may change them."""
+
     address: str | None = Field(
         None, description="Ray cluster to join (also --address / RAY_ADDRESS); none: start an embedded local Ray."
     )
@@ -161,10 +166,15 @@ def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str 
             raw = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: not valid YAML: {' '.join(str(problem).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for override in overrides:

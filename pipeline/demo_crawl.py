@@ -32,6 +32,7 @@ gzip header's OS byte (which zlib sets per platform) is normalised.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import dataclasses
 import email.utils
@@ -130,6 +131,19 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Traffic engineers estimate that the journey into the centre will be about {min} minutes shorter.",
             "The mayor described the decision as the most important investment in a generation.",
             "Opposition members have asked for a detailed report on noise levels before work begins.",
+            "Work on the first section near the railway station could start within {n} months.",
+            "Several residents of {city} complained at the meeting that they had not been consulted early enough.",
+            "The regional government has promised to cover {pct} percent of the construction costs.",
+            "Cyclists want a protected lane to be built alongside the new tracks.",
+            "A temporary car park with {num} spaces will be opened for people who drive to the first tram stop.",
+            "Councillor {name} said the vote showed that {city} was ready to plan for the next twenty years.",
+            "Noise barriers are planned along the section that runs past the housing estate.",
+            "The transport authority expects around {num} thousand passengers a day once the line is open.",
+            "Some trees along the avenue will have to be felled, but twice as many are to be planted elsewhere.",
+            "The old depot will be turned into a maintenance hall for the new trams.",
+            "A petition against the route through the park collected more than {num} hundred signatures in {n} weeks.",
+            "The council meeting lasted more than {n} hours and was streamed live for the first time.",
+            "Night trams are not part of the plan for now, but they may be added later.",
         ),
         "blog": (
             "Last weekend we finally took the train to {city}, a trip we had been planning for months.",
@@ -149,6 +163,19 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "I have added a few more photos to the gallery below for anyone planning a similar trip.",
             "Have you been there too? Let me know your favourite places in the comments.",
             "The locals we met were friendly and happy to point us towards quieter streets.",
+            "The train journey took just under {n} hours, and the views over the hills made it feel much shorter.",
+            "Our room was small but spotless, with a window looking straight onto the cathedral square.",
+            "Breakfast was served in the garden, with homemade jam and strong coffee.",
+            "We climbed the old bell tower, about {num} metres high, and the view was worth every breathless minute.",
+            "The covered market on the square sells cheese, honey and bread from the surrounding villages.",
+            "We bought far too much cheese and had to carry it around for the rest of the day.",
+            "A friendly waiter in {city} told us which dishes the locals actually order.",
+            "The streets behind the cathedral are full of small workshops where you can watch craftspeople at work.",
+            "In the evening the whole town seems to gather on the riverbank to watch the sunset.",
+            "We tried to find the famous viewpoint but took a wrong turn and ended up in a lovely orchard instead.",
+            "Most museums close on Mondays, so plan your visit carefully.",
+            "I packed far too many clothes and wore the same jacket the entire time.",
+            "Walking back to the station on Sunday evening, we were already talking about coming back.",
         ),
         "howto": (
             "Growing vegetables on a small balcony is easier than most people think.",
@@ -168,6 +195,19 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Harvest herbs often, because cutting them encourages new growth.",
             "With a little patience you can pick your first cherry tomatoes about {num} days after planting.",
             "A simple saucer under each pot keeps water from dripping onto the neighbours below.",
+            "Before you buy anything, measure your balcony and make a simple sketch of the available space.",
+            "Railing planters are ideal for herbs and strawberries because they take up no floor space.",
+            "Dark pots heat up quickly in the sun, so light-coloured containers are often the better choice.",
+            "A layer of gravel at the bottom of each pot helps excess water drain away.",
+            "Seeds are cheaper, but young plants from a nursery give you a head start of several weeks.",
+            "Sow lettuce in small batches every {n} weeks so that you can harvest continuously.",
+            "Mulch made from straw or dry leaves keeps the soil moist on hot days.",
+            "Aphids can often be removed with a strong jet of water or a little soapy water.",
+            "Marigolds and nasturtiums attract useful insects and look cheerful at the same time.",
+            "If you are away for a few days, a bottle with a drip spike can keep the plants alive.",
+            "In autumn, empty the pots, clean them and store them in a dry place.",
+            "A balcony of just {n} square metres can keep a small household in salad all summer.",
+            "Keep a simple notebook of what you planted and when, so that you can do even better next year.",
         ),
         "recipe": (
             "This hearty vegetable soup is ready in well under an hour and tastes even better the next day.",
@@ -187,6 +227,19 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Leftovers keep well in the fridge for up to three days or in the freezer for a month.",
             "This recipe serves {n} people as a main course.",
             "You can swap the lentils for chickpeas if that is what you have in the cupboard.",
+            "Red lentils do not need to be soaked, which makes this soup perfect for busy weeknights.",
+            "Use a heavy pot if you have one, because it spreads the heat more evenly.",
+            "A bay leaf and a sprig of thyme add a lovely depth of flavour.",
+            "Some cooks add a teaspoon of ground cumin together with the garlic.",
+            "Taste the soup after {min} minutes and adjust the seasoning if necessary.",
+            "Remember to remove the bay leaf before you blend or serve the soup.",
+            "A squeeze of lemon juice just before serving makes all the flavours brighter.",
+            "For extra richness, stir in a spoonful of butter or a dash of cream at the end.",
+            "The soup freezes well, so it is worth making a double batch.",
+            "Children usually like it best when it is blended completely smooth.",
+            "Toasted pumpkin seeds make a crunchy topping and add a little colour.",
+            "If you have fresh spinach, stir a handful into the pot a few minutes before the end.",
+            "Let the soup rest for a few minutes off the heat before serving.",
         ),
         "review": (
             "I have been using the {product} headphones every day for the past {n} weeks.",
@@ -206,6 +259,19 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Overall, the {product} is a solid choice if comfort matters more to you than extra features.",
             "I would give them four out of five stars.",
             "Firmware updates arrived twice during the test period and fixed a few small bugs.",
+            "The headphones come in three colours, and I tested the dark grey version.",
+            "Inside the box you will find a charging cable, an audio cable and a flight adapter.",
+            "Setting up the multipoint connection took a few attempts, but it has worked reliably since.",
+            "Playing music at medium volume, I usually had to charge them only once every {n} days.",
+            "Transparency mode is surprisingly natural, so you can hold a short conversation without taking them off.",
+            "People who wear glasses may feel some pressure behind the ears after a while.",
+            "The built-in microphones pick up a lot of wind noise when you cycle.",
+            "Latency is low enough for videos, but gamers will notice a slight delay.",
+            "I also compared them with my older pair, and the difference in noise cancelling is obvious.",
+            "The carrying case is sturdy, although it is a little too large for a jacket pocket.",
+            "Customer support answered my question about the warranty within {n} days.",
+            "Bass lovers can boost the low end in the app without distorting the sound.",
+            "If you mainly listen at home, a cheaper wired model might be a better investment.",
         ),
     },
     "de": {
@@ -224,6 +290,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Außerdem bewilligte der Rat Geld für sicherere Übergänge in der Nähe von Grundschulen.",
             "Umweltverbände lobten den Beschluss, fordern aber mehr Bäume entlang der Strecke.",
             "Eine Informationsveranstaltung für Bürgerinnen und Bürger findet in zwei Wochen im Rathaus statt.",
+            "Die ersten Bauabschnitte sollen bereits in {n} Monaten ausgeschrieben werden.",
+            "Radfahrer fordern einen geschützten Radweg entlang der neuen Gleise.",
+            "Die Sitzung dauerte mehr als {n} Stunden und wurde erstmals live im Internet übertragen.",
         ),
         "blog": (
             "Letztes Wochenende sind wir endlich mit dem Zug nach {city} gefahren.",
@@ -239,6 +308,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Für zwei Nächte mit Frühstück haben wir ungefähr {price} Euro bezahlt.",
             "Das nächste Mal möchte ich im Herbst kommen, wenn auf den Märkten Äpfel und Kürbisse verkauft werden.",
             "Wart ihr auch schon dort? Schreibt mir eure Lieblingsorte in die Kommentare!",
+            "Die Zugfahrt dauerte knapp {n} Stunden, und die Aussicht auf die Hügel machte sie sehr kurzweilig.",
+            "Auf dem überdachten Markt gibt es Käse, Honig und Brot aus den umliegenden Dörfern.",
+            "Am Abend scheint sich die halbe Stadt am Flussufer zu treffen, um den Sonnenuntergang zu sehen.",
         ),
         "howto": (
             "Gemüse auf einem kleinen Balkon anzubauen ist einfacher, als viele denken.",
@@ -254,6 +326,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Hohe Pflanzen wie Tomaten brauchen einen Stab oder ein kleines Rankgitter als Stütze.",
             "Entfernen Sie gelbe Blätter regelmäßig, damit sich Krankheiten nicht ausbreiten.",
             "Bevor Sie große Kübel aufstellen, sollten Sie die zulässige Traglast Ihres Balkons prüfen.",
+            "Helle Töpfe sind oft besser als dunkle, weil sie sich in der Sonne weniger stark aufheizen.",
+            "Säen Sie Salat alle {n} Wochen in kleinen Mengen nach, dann können Sie ununterbrochen ernten.",
+            "Eine Schicht Mulch aus Stroh hält die Erde an heißen Tagen länger feucht.",
         ),
         "recipe": (
             "Diese herzhafte Gemüsesuppe ist in weniger als einer Stunde fertig und schmeckt am nächsten Tag sogar noch besser.",
@@ -269,6 +344,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Wird die Suppe zu dick, geben Sie einfach etwas Wasser oder Brühe dazu.",
             "Servieren Sie die Suppe heiß mit einem Klecks Joghurt und frischer Petersilie.",
             "Reste halten sich im Kühlschrank bis zu drei Tage und im Gefrierfach etwa einen Monat.",
+            "Rote Linsen müssen nicht eingeweicht werden, deshalb eignet sich die Suppe gut für den Feierabend.",
+            "Ein Lorbeerblatt und ein Zweig Thymian geben der Suppe eine schöne Tiefe.",
+            "Probieren Sie die Suppe nach {min} Minuten und würzen Sie bei Bedarf nach.",
         ),
         "review": (
             "Ich benutze die Kopfhörer {product} seit {n} Wochen jeden Tag.",
@@ -284,6 +362,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Für rund {price} Euro gibt es starke Konkurrenz.",
             "Mein größter Kritikpunkt ist, dass der Bügel bei Kopfbewegungen leise knarzt.",
             "Insgesamt sind die {product} eine gute Wahl, wenn Ihnen Tragekomfort wichtiger ist als Extras.",
+            "Im Karton liegen ein Ladekabel, ein Audiokabel und ein Flugzeugadapter.",
+            "Bei mittlerer Lautstärke musste ich die Kopfhörer nur alle {n} Tage aufladen.",
+            "Der Transparenzmodus klingt erstaunlich natürlich, sodass man kurze Gespräche führen kann, ohne sie abzunehmen.",
         ),
     },
     "fr": {
@@ -302,6 +383,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Le conseil a également débloqué un budget pour sécuriser les passages piétons près des écoles.",
             "Les associations écologistes se félicitent du vote mais réclament davantage d'arbres le long du tracé.",
             "Une réunion d'information publique aura lieu à la mairie dans deux semaines.",
+            "Les premiers appels d'offres devraient être lancés d'ici {n} mois.",
+            "Les cyclistes demandent une piste protégée le long des nouvelles voies.",
+            "La séance du conseil a duré plus de {n} heures et a été retransmise en direct pour la première fois.",
         ),
         "blog": (
             "Le week-end dernier, nous avons enfin pris le train pour {city}.",
@@ -317,6 +401,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Pour deux nuits avec petit-déjeuner, nous avons payé environ {price} euros.",
             "La prochaine fois, j'aimerais revenir en automne, quand les marchés débordent de pommes et de courges.",
             "Et vous, vous y êtes déjà allés ? Dites-moi vos adresses préférées en commentaire !",
+            "Le trajet en train a duré un peu moins de {n} heures, et la vue sur les collines l'a rendu très agréable.",
+            "Le marché couvert propose du fromage, du miel et du pain des villages voisins.",
+            "Le soir, toute la ville semble se retrouver au bord de l'eau pour regarder le coucher du soleil.",
         ),
         "howto": (
             "Cultiver des légumes sur un petit balcon est plus facile qu'on ne le pense.",
@@ -332,6 +419,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Les plantes hautes comme les tomates ont besoin d'un tuteur pour ne pas plier.",
             "Retirez régulièrement les feuilles jaunies pour éviter la propagation des maladies.",
             "Avant d'installer de grandes jardinières, vérifiez la charge maximale autorisée sur votre balcon.",
+            "Les pots clairs sont souvent préférables, car ils chauffent moins au soleil que les pots foncés.",
+            "Semez la laitue par petites quantités toutes les {n} semaines pour récolter sans interruption.",
+            "Un paillage de paille garde la terre humide plus longtemps pendant les journées chaudes.",
         ),
         "recipe": (
             "Cette soupe de légumes réconfortante est prête en moins d'une heure et elle est encore meilleure le lendemain.",
@@ -347,6 +437,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Si la soupe devient trop épaisse, ajoutez simplement un peu d'eau ou de bouillon.",
             "Servez bien chaud avec une cuillerée de yaourt et un peu de persil frais.",
             "Les restes se conservent trois jours au réfrigérateur ou un mois au congélateur.",
+            "Les lentilles corail n'ont pas besoin de trempage, ce qui rend cette soupe idéale pour les soirs de semaine.",
+            "Une feuille de laurier et une branche de thym apportent une belle profondeur de goût.",
+            "Goûtez la soupe au bout de {min} minutes et rectifiez l'assaisonnement si nécessaire.",
         ),
         "review": (
             "J'utilise le casque {product} tous les jours depuis {n} semaines.",
@@ -362,6 +455,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "À environ {price} euros, la concurrence est rude.",
             "Mon principal reproche concerne l'arceau, qui grince légèrement quand je bouge la tête.",
             "Au final, le {product} est un bon choix si le confort compte plus pour vous que les fonctions supplémentaires.",
+            "Dans la boîte, on trouve un câble de charge, un câble audio et un adaptateur pour l'avion.",
+            "À volume moyen, je ne devais le recharger que tous les {n} jours.",
+            "Le mode transparence est étonnamment naturel et permet de discuter sans retirer le casque.",
         ),
     },
     "es": {
@@ -380,6 +476,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "El pleno también aprobó una partida para hacer más seguros los pasos de peatones cerca de los colegios.",
             "Los grupos ecologistas aplaudieron la votación, aunque piden más árboles a lo largo del recorrido.",
             "La próxima reunión informativa para los vecinos se celebrará en el ayuntamiento dentro de dos semanas.",
+            "Las primeras licitaciones podrían convocarse dentro de {n} meses.",
+            "Los ciclistas reclaman un carril protegido junto a las nuevas vías.",
+            "El pleno duró más de {n} horas y se retransmitió en directo por primera vez.",
         ),
         "blog": (
             "El fin de semana pasado por fin cogimos el tren a {city}.",
@@ -395,6 +494,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Por dos noches con desayuno pagamos unos {price} euros.",
             "La próxima vez quiero ir en otoño, cuando los mercados se llenan de manzanas y calabazas.",
             "¿Habéis estado allí? ¡Contadme vuestros sitios favoritos en los comentarios!",
+            "El viaje en tren duró algo menos de {n} horas, y las vistas de las colinas lo hicieron muy ameno.",
+            "En el mercado cubierto venden queso, miel y pan de los pueblos de alrededor.",
+            "Al atardecer parece que toda la ciudad se reúne junto al río para ver la puesta de sol.",
         ),
         "howto": (
             "Cultivar hortalizas en un balcón pequeño es más fácil de lo que mucha gente cree.",
@@ -410,6 +512,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Las plantas altas, como los tomates, necesitan un tutor para no doblarse.",
             "Quita las hojas amarillas con regularidad para evitar que se propaguen enfermedades.",
             "Antes de colocar jardineras grandes, comprueba el peso máximo que admite tu balcón.",
+            "Las macetas claras suelen ser mejor opción, porque se calientan menos al sol que las oscuras.",
+            "Siembra lechuga en pequeñas cantidades cada {n} semanas para cosechar sin interrupción.",
+            "Una capa de paja sobre la tierra mantiene la humedad durante más tiempo en los días de calor.",
         ),
         "recipe": (
             "Esta sopa de verduras tan reconfortante está lista en menos de una hora y al día siguiente está todavía mejor.",
@@ -425,6 +530,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Si la sopa queda demasiado espesa, añade un poco más de agua o caldo.",
             "Sírvela bien caliente con una cucharada de yogur y un poco de perejil fresco.",
             "Las sobras se conservan tres días en la nevera o un mes en el congelador.",
+            "Las lentejas rojas no necesitan remojo, así que esta sopa es perfecta para una cena entre semana.",
+            "Una hoja de laurel y una ramita de tomillo le dan un sabor más profundo.",
+            "Prueba la sopa a los {min} minutos y rectifica de sal si hace falta.",
         ),
         "review": (
             "Llevo {n} semanas usando los auriculares {product} a diario.",
@@ -440,6 +548,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Por unos {price} euros, tienen una competencia muy dura.",
             "Mi principal queja es que la diadema cruje un poco cuando muevo la cabeza.",
             "En resumen, los {product} son una buena opción si valoras más la comodidad que las funciones extra.",
+            "En la caja vienen un cable de carga, un cable de audio y un adaptador para el avión.",
+            "A volumen medio, solo tenía que cargarlos cada {n} días.",
+            "El modo ambiente suena muy natural y permite mantener una conversación sin quitárselos.",
         ),
     },
     "it": {
@@ -457,6 +568,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Fino alla fine dei lavori gli autobus continueranno a seguire gli orari attuali.",
             "Il consiglio ha inoltre stanziato fondi per rendere più sicuri gli attraversamenti vicino alle scuole.",
             "Le associazioni ambientaliste hanno applaudito il voto, ma chiedono più alberi lungo il tracciato.",
+            "I primi bandi di gara potrebbero essere pubblicati entro {n} mesi.",
+            "I ciclisti chiedono una pista protetta lungo i nuovi binari.",
+            "La seduta del consiglio è durata più di {n} ore ed è stata trasmessa in diretta per la prima volta.",
         ),
         "blog": (
             "Lo scorso fine settimana abbiamo finalmente preso il treno per {city}.",
@@ -471,6 +585,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "La domenica abbiamo noleggiato le biciclette e seguito un percorso segnalato tra i vigneti.",
             "Per due notti con colazione abbiamo speso circa {price} euro.",
             "La prossima volta vorrei tornare in autunno, quando i mercati sono pieni di mele e zucche.",
+            "Il viaggio in treno è durato poco meno di {n} ore, e il panorama sulle colline lo ha reso piacevole.",
+            "Il mercato coperto vende formaggio, miele e pane dei paesi vicini.",
+            "La sera sembra che tutta la città si ritrovi sul lungofiume per guardare il tramonto.",
         ),
         "howto": (
             "Coltivare ortaggi su un piccolo balcone è più facile di quanto molti pensino.",
@@ -485,6 +602,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Quando compaiono i primi fiori, aggiungi un concime liquido ogni {n} settimane.",
             "Le piante alte come i pomodori hanno bisogno di un tutore per non piegarsi.",
             "Togli regolarmente le foglie gialle per evitare che le malattie si diffondano.",
+            "I vasi chiari sono spesso la scelta migliore, perché al sole si scaldano meno di quelli scuri.",
+            "Semina la lattuga in piccole quantità ogni {n} settimane per raccogliere senza interruzioni.",
+            "Uno strato di paglia sul terriccio mantiene l'umidità più a lungo nelle giornate calde.",
         ),
         "recipe": (
             "Questa zuppa di verdure è pronta in meno di un'ora e il giorno dopo è ancora più buona.",
@@ -499,6 +619,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Regola di sale e pepe nero e aggiungi un pizzico di paprika affumicata.",
             "Se la zuppa diventa troppo densa, aggiungi un po' d'acqua o di brodo.",
             "Servila ben calda con un cucchiaio di yogurt e un po' di prezzemolo fresco.",
+            "Le lenticchie rosse non vanno messe in ammollo, perciò questa zuppa è perfetta per le sere infrasettimanali.",
+            "Una foglia di alloro e un rametto di timo danno più profondità al sapore.",
+            "Assaggia la zuppa dopo {min} minuti e aggiusta di sale se necessario.",
         ),
         "review": (
             "Uso le cuffie {product} tutti i giorni da {n} settimane.",
@@ -513,6 +636,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "L'app permette di regolare l'equalizzatore, ma chiede troppe autorizzazioni.",
             "A circa {price} euro, la concorrenza è agguerrita.",
             "Nel complesso, le {product} sono una buona scelta se il comfort conta più delle funzioni extra.",
+            "Nella confezione ci sono un cavo di ricarica, un cavo audio e un adattatore per l'aereo.",
+            "A volume medio dovevo ricaricarle solo ogni {n} giorni.",
+            "La modalità trasparenza è sorprendentemente naturale e permette di parlare senza toglierle.",
         ),
     },
     "nl": {
@@ -530,6 +656,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Tot het einde van de werkzaamheden blijven de bussen volgens de huidige dienstregeling rijden.",
             "Milieuorganisaties zijn blij met het besluit, maar willen meer bomen langs de route.",
             "Over twee weken is er een informatieavond voor bewoners in het stadhuis.",
+            "De eerste aanbestedingen kunnen binnen {n} maanden van start gaan.",
+            "Fietsers willen een beschermd fietspad langs het nieuwe spoor.",
+            "De raadsvergadering duurde meer dan {n} uur en werd voor het eerst live uitgezonden.",
         ),
         "blog": (
             "Afgelopen weekend zijn we eindelijk met de trein naar {city} gegaan.",
@@ -544,6 +673,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Op zondag huurden we fietsen en volgden we een bewegwijzerde route door de wijngaarden.",
             "Voor twee nachten met ontbijt betaalden we ongeveer {price} euro.",
             "Volgende keer wil ik in de herfst gaan, als de markten vol liggen met appels en pompoenen.",
+            "De treinreis duurde net geen {n} uur, en door het uitzicht over de heuvels vloog de tijd voorbij.",
+            "Op de overdekte markt verkopen ze kaas, honing en brood uit de omliggende dorpen.",
+            "'s Avonds lijkt de hele stad zich aan de rivier te verzamelen om naar de zonsondergang te kijken.",
         ),
         "howto": (
             "Groenten kweken op een klein balkon is makkelijker dan veel mensen denken.",
@@ -558,6 +690,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Zodra de eerste bloemen verschijnen, geef je om de {n} weken vloeibare voeding.",
             "Hoge planten zoals tomaten hebben een stok of een klein rek nodig als steun.",
             "Haal gele bladeren regelmatig weg, zodat ziektes zich niet verspreiden.",
+            "Lichte potten zijn vaak een betere keuze, omdat ze in de zon minder warm worden dan donkere.",
+            "Zaai sla elke {n} weken in kleine hoeveelheden, dan kun je de hele zomer oogsten.",
+            "Een laagje stro op de potgrond houdt de aarde op warme dagen langer vochtig.",
         ),
         "recipe": (
             "Deze stevige groentesoep staat binnen een uur op tafel en smaakt de volgende dag nog beter.",
@@ -572,6 +707,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Breng op smaak met zout, zwarte peper en een snufje gerookte paprika.",
             "Wordt de soep te dik, voeg dan gewoon wat extra water of bouillon toe.",
             "Serveer de soep heet met een lepel yoghurt en wat verse peterselie.",
+            "Rode linzen hoeven niet te weken, dus deze soep is ideaal voor een doordeweekse avond.",
+            "Een laurierblad en een takje tijm geven de soep meer diepte.",
+            "Proef de soep na {min} minuten en breng hem zo nodig verder op smaak.",
         ),
         "review": (
             "Ik gebruik de koptelefoon {product} nu al {n} weken elke dag.",
@@ -586,6 +724,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "In de app kun je de equalizer aanpassen, maar hij vraagt veel te veel toestemmingen.",
             "Voor ongeveer {price} euro is er flinke concurrentie.",
             "Al met al is de {product} een goede keuze als comfort voor jou belangrijker is dan extra functies.",
+            "In de doos zitten een oplaadkabel, een audiokabel en een vliegtuigadapter.",
+            "Op gemiddeld volume hoefde ik hem maar om de {n} dagen op te laden.",
+            "De transparantiemodus klinkt verrassend natuurlijk, zodat je een kort gesprek kunt voeren zonder hem af te zetten.",
         ),
     },
     "pt": {
@@ -602,6 +743,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "O novo trajeto terá {n} paradas a mais, duas delas perto do hospital regional.",
             "Até o fim das obras, os ônibus continuarão circulando nos horários atuais.",
             "Grupos ambientalistas elogiaram a votação, mas pedem mais árvores ao longo do percurso.",
+            "As primeiras licitações podem ser abertas dentro de {n} meses.",
+            "Os ciclistas pedem uma ciclovia protegida ao lado dos novos trilhos.",
+            "A sessão da câmara durou mais de {n} horas e foi transmitida ao vivo pela primeira vez.",
         ),
         "blog": (
             "No último fim de semana finalmente pegamos o trem para {city}.",
@@ -616,6 +760,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "No domingo alugamos bicicletas e seguimos uma trilha sinalizada entre as vinhas.",
             "Por duas noites com café da manhã pagamos cerca de {price} reais.",
             "Na próxima vez quero ir no outono, quando as feiras ficam cheias de maçãs e abóboras.",
+            "A viagem de trem durou pouco menos de {n} horas, e a vista das colinas deixou tudo mais agradável.",
+            "No mercado coberto vendem queijo, mel e pão dos vilarejos da região.",
+            "No fim da tarde, parece que a cidade inteira se reúne na beira do rio para ver o pôr do sol.",
         ),
         "howto": (
             "Cultivar hortaliças numa varanda pequena é mais fácil do que muita gente pensa.",
@@ -630,6 +777,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Quando surgirem as primeiras flores, use adubo líquido a cada {n} semanas.",
             "Plantas altas, como o tomateiro, precisam de uma estaca para não tombar.",
             "Retire as folhas amarelas com frequência para evitar que doenças se espalhem.",
+            "Vasos claros costumam ser melhores, porque esquentam menos no sol do que os escuros.",
+            "Semeie alface em pequenas quantidades a cada {n} semanas para colher sem parar.",
+            "Uma camada de palha sobre a terra mantém a umidade por mais tempo nos dias quentes.",
         ),
         "recipe": (
             "Esta sopa de legumes fica pronta em menos de uma hora e é ainda mais gostosa no dia seguinte.",
@@ -644,6 +794,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Tempere com sal, pimenta-do-reino e uma pitada de páprica defumada.",
             "Se a sopa ficar grossa demais, basta acrescentar um pouco de água ou caldo.",
             "Sirva bem quente com uma colherada de iogurte e salsinha fresca por cima.",
+            "A lentilha vermelha não precisa ficar de molho, por isso esta sopa é ótima para o dia a dia.",
+            "Uma folha de louro e um raminho de tomilho deixam o sabor mais profundo.",
+            "Prove a sopa depois de {min} minutos e acerte o sal se for preciso.",
         ),
         "review": (
             "Estou usando o fone {product} todos os dias há {n} semanas.",
@@ -658,6 +811,9 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "O aplicativo permite ajustar o equalizador, mas pede permissões demais.",
             "Por cerca de {price} reais, a concorrência é forte.",
             "No geral, o {product} é uma boa escolha para quem valoriza mais o conforto do que recursos extras.",
+            "Na caixa vêm um cabo de carregamento, um cabo de áudio e um adaptador para avião.",
+            "Em volume médio, eu só precisava carregar o fone a cada {n} dias.",
+            "O modo ambiente é surpreendentemente natural e permite conversar sem tirar o fone.",
         ),
     },
     "ru": {
@@ -671,6 +827,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Представитель транспортной компании пообещал, что объезды будут хорошо обозначены.",
             "По данным недавнего опроса, план поддерживают {pct} % жителей.",
             "До окончания работ автобусы будут ходить по прежнему расписанию.",
+            "Первый участок линии планируют открыть в ближайшие годы.",
+            "Велосипедисты просят построить вдоль новых путей защищённую велодорожку.",
+            "Заседание совета длилось несколько часов и впервые транслировалось в интернете.",
+            "Экологи поддержали решение, но попросили посадить больше деревьев вдоль маршрута.",
         ),
         "blog": (
             "В прошлые выходные мы наконец-то поехали на поезде в небольшой старинный город.",
@@ -681,6 +841,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Днём начался дождь, и мы спрятались в крошечном книжном магазине.",
             "Ужин был простым: овощи на гриле и свежий хлеб, но всё было очень вкусно.",
             "В следующий раз я хочу приехать осенью, когда на рынках продают яблоки и тыквы.",
+            "Дорога на поезде заняла чуть меньше трёх часов, а виды на холмы сделали её совсем незаметной.",
+            "На крытом рынке продают сыр, мёд и хлеб из соседних деревень.",
+            "Вечером кажется, что весь город собирается на набережной, чтобы посмотреть на закат.",
+            "В воскресенье мы взяли велосипеды и проехали по размеченному маршруту среди виноградников.",
         ),
         "recipe": (
             "Этот сытный овощной суп готовится меньше часа, а на следующий день становится ещё вкуснее.",
@@ -692,6 +856,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "Положите красную чечевицу и банку консервированных помидоров.",
             "Убавьте огонь, накройте крышкой и варите суп на медленном огне около получаса.",
             "Подавайте горячим с ложкой йогурта и свежей зеленью.",
+            "Красную чечевицу не нужно замачивать, поэтому суп отлично подходит для ужина в будний день.",
+            "Лавровый лист и веточка тимьяна сделают вкус глубже.",
+            "Если суп получился слишком густым, добавьте немного воды или бульона.",
+            "Остатки можно хранить в холодильнике до трёх дней.",
         ),
     },
     "zh": {
@@ -705,6 +873,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "交通部门发言人表示，绕行路线将设置清晰的指示牌。",
             "最新调查显示，约有百分之{pct}的居民支持这一计划。",
             "在工程完工之前，公交车将继续按照现行时刻表运行。",
+            "骑行爱好者希望在新轨道旁边修建一条安全的自行车道。",
+            "这次会议持续了{n}个多小时，并首次在网上直播。",
+            "环保组织对这一决定表示欢迎，但希望沿线多种一些树。",
+            "一些居民担心施工期间的噪音会影响日常生活。",
         ),
         "blog": (
             "上个周末，我们终于坐火车去了一座安静的小城。",
@@ -715,6 +887,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "晚饭很简单，只有烤蔬菜和新鲜面包，但是非常好吃。",
             "下次我想秋天再来，那时候市场上会有很多苹果和南瓜。",
             "如果你也去过那里，欢迎在评论里分享你最喜欢的地方。",
+            "坐火车去那里只用了不到{n}个小时，一路上的山景让人心情很好。",
+            "有顶棚的市场里卖奶酪、蜂蜜和附近村子做的面包。",
+            "傍晚的时候，好像全城的人都来到河边看日落。",
+            "星期天我们租了自行车，沿着有标记的路线穿过葡萄园。",
         ),
         "recipe": (
             "这道蔬菜汤不到一个小时就能做好，第二天喝味道更好。",
@@ -726,6 +902,10 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
             "加入{grams}克红扁豆和一罐番茄碎。",
             "转小火，盖上锅盖，慢慢炖{min}分钟。",
             "出锅前用盐和黑胡椒调味，趁热享用。",
+            "红扁豆不需要提前浸泡，所以这道汤很适合工作日的晚餐。",
+            "放一片月桂叶和一小枝百里香，味道会更有层次。",
+            "如果汤太稠，可以再加一点水或高汤。",
+            "吃不完的汤可以放在冰箱里保存三天。",
         ),
     },
 }
@@ -997,7 +1177,7 @@ SECTIONS: dict[str, dict[str, str]] = {
 HTML_LANG: dict[str, tuple[str, ...]] = {
     "en": ("en", "en-US", "en-GB"), "de": ("de", "de-DE"), "fr": ("fr", "fr-FR"), "es": ("es", "es-ES"),
     "it": ("it", "it-IT"), "nl": ("nl", "nl-NL"), "pt": ("pt-BR", "pt"), "ru": ("ru", "ru-RU"),
-    "zh": ("zh-CN", "zh-Hans"), "la": ("en",),
+    "zh": ("zh-CN", "zh-Hans"),
 }
 
 # PII sentences per language; {email}/{phone}/... are filled with invented values.
@@ -1025,8 +1205,16 @@ PII_EXTRA: dict[str, dict[str, str]] = {
     },
     "nl": {"iban": "Wie wil doneren, kan een bijdrage overmaken naar {iban}."},
 }
-MAIL_PROVIDERS = ("quillpost.com", "postkasten-demo.de", "courriel-exemple.fr", "correo-ejemplo.es",
-                  "posta-esempio.it", "mailbus-demo.nl", "correio-exemplo.com.br", "pochta-primer.ru", "youjian-shili.cn")
+# Invented mail providers and Latin-script mailbox names per language.
+MAIL_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "en": ("quillpost.com", "letterbay-mail.co.uk"), "de": ("postkasten-demo.de", "briefwerk-mail.de"),
+    "fr": ("courriel-exemple.fr",), "es": ("correo-ejemplo.es",), "it": ("posta-esempio.it",),
+    "nl": ("mailbus-demo.nl",), "pt": ("correio-exemplo.com.br",), "ru": ("pochta-primer.ru",),
+    "zh": ("youjian-shili.cn",),
+}
+MAILBOX_NAMES: dict[str, tuple[str, ...]] = {
+    "ru": ("anna.volkova", "igor.belov", "maria.orlova"), "zh": ("wang.li", "chen.xiaodong", "liu.fang"),
+}
 
 # Low-quality material.
 SEO_KEYWORDS = ("cheap flights", "cheap hotels", "best price", "last minute deals", "discount codes",
@@ -1063,7 +1251,8 @@ LOREM_WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do ei
                "id est laborum").split()
 JS_LINES = (
     'window.__APP_STATE__ = {"user": null, "cart": {"items": [], "total": 0}, "flags": {"newLayout": true}};',
-    'function initApp(config) { if (!config) { return; } var root = document.getElementById("app"); root.innerHTML = ""; }',
+    'function initApp(config) { if (!config) { return; } '
+    'var root = document.getElementById("app"); root.innerHTML = ""; }',
     "{{ article.title }} {{ article.teaser | truncate(120) }} {{ article.author.name }}",
     "{% if user.is_authenticated %} {{ user.display_name }} {% else %} {{ login_link }} {% endif %}",
     'var _q = _q || []; _q.push(["trackPageView"]); _q.push(["enableLinkTracking"]);',
@@ -1096,35 +1285,46 @@ class Site:
 
 
 ALL_TOPICS = ("news", "blog", "howto", "recipe", "review")
+NEWS, BLOG, MAG = "news", "blog", "magazine"
 SITES: tuple[Site, ...] = (
-    Site("www.millbrook-chronicle.com", "The Millbrook Chronicle", "en", "news", ("news", "review"), server="nginx/1.24.0"),
-    Site("www.quillmoor-gazette.co.uk", "Quillmoor Gazette", "en", "news", ("news", "recipe", "howto"), server="Apache/2.4.58 (Debian)"),
-    Site("wanderpaper-journal.net", "Wanderpaper", "en", "blog", ("blog",), server="nginx"),
-    Site("www.slowkettle-kitchen.com", "Slow Kettle Kitchen", "en", "blog", ("recipe",), server="Apache"),
-    Site("balconyroots-club.org", "Balcony Roots Club", "en", "blog", ("howto",), server="openresty"),
-    Site("www.gearbrook-reviews.com", "Gearbrook Reviews", "en", "magazine", ("review", "howto"), server="nginx"),
-    Site("www.everyday-zephyr-magazine.com", "Everyday Zephyr", "en", "magazine", ALL_TOPICS, server="nginx/1.22.1"),
-    Site("www.tinkerfold-weekly.org", "Tinkerfold Weekly", "en", "magazine", ALL_TOPICS, server="Apache/2.4.57 (Unix)"),
-    Site("www.lindenauer-tageblatt.de", "Lindenauer Tageblatt", "de", "news", ("news", "review", "recipe"), server="Apache/2.4.58 (Debian)"),
-    Site("kuechenfreude-blog.de", "Küchenfreude", "de", "blog", ("recipe", "blog"), charset="windows-1252", server="Apache"),
-    Site("www.balkongruen-magazin.at", "Balkongrün Magazin", "de", "magazine", ALL_TOPICS, server="nginx"),
-    Site("www.courrier-de-beaurival.fr", "Le Courrier de Beaurival", "fr", "news", ("news", "review"), server="nginx/1.24.0"),
-    Site("carnets-de-lea-voyage.fr", "Les carnets de Léa", "fr", "blog", ("blog", "recipe"), charset="iso-8859-1", server="Apache/2.2.34"),
-    Site("www.jardin-et-marmite.be", "Jardin & Marmite", "fr", "magazine", ALL_TOPICS, server="nginx"),
-    Site("www.diario-de-torrealta.es", "Diario de Torrealta", "es", "news", ("news", "review"), server="nginx"),
-    Site("recetas-de-la-tia-marta.es", "Las recetas de la tía Marta", "es", "blog", ("recipe", "blog", "howto"), charset="windows-1252", server="Apache"),
-    Site("www.revista-horizonte-lila.com", "Horizonte Lila", "es", "magazine", ALL_TOPICS, server="openresty"),
-    Site("www.gazzetta-di-castelrosso.it", "Gazzetta di Castelrosso", "it", "news", ("news", "review"), server="Apache/2.4.58 (Debian)"),
-    Site("www.orto-e-forchetta.it", "Orto e Forchetta", "it", "magazine", ALL_TOPICS, server="nginx"),
-    Site("www.westerhovense-courant.nl", "Westerhovense Courant", "nl", "news", ("news", "review"), server="nginx"),
-    Site("www.groenbalkon-en-keuken.nl", "Groen Balkon & Keuken", "nl", "magazine", ALL_TOPICS, server="Apache"),
-    Site("www.jornal-vila-serena.com.br", "Jornal Vila Serena", "pt", "news", ("news", "review"), server="nginx"),
-    Site("receitas-da-vo-lurdinha.com.br", "Receitas da Vó Lurdinha", "pt", "blog", ("recipe", "blog", "howto"), server="Apache"),
-    Site("www.caderno-azul-revista.pt", "Caderno Azul", "pt", "magazine", ALL_TOPICS, server="nginx/1.22.1"),
-    Site("www.novosti-krasnolesya.ru", "Новости Краснолесья", "ru", "news", ("news",), charset="windows-1251", server="nginx"),
-    Site("retsepty-i-puteshestviya.ru", "Рецепты и путешествия", "ru", "blog", ("blog", "recipe"), server="nginx"),
-    Site("www.qinghe-ribao.cn", "青河日报", "zh", "news", ("news",), charset="gbk", server="nginx"),
-    Site("xiaochu-shenghuo.cn", "小厨生活", "zh", "blog", ("blog", "recipe"), server="openresty"),
+    Site("www.millbrook-chronicle.com", "The Millbrook Chronicle", "en", NEWS, ("news", "review"),
+         server="nginx/1.24.0"),
+    Site("www.quillmoor-gazette.co.uk", "Quillmoor Gazette", "en", NEWS, ("news", "recipe", "howto"),
+         server="Apache/2.4.58 (Debian)"),
+    Site("wanderpaper-journal.net", "Wanderpaper", "en", BLOG, ("blog",), server="nginx"),
+    Site("www.slowkettle-kitchen.com", "Slow Kettle Kitchen", "en", BLOG, ("recipe",), server="Apache"),
+    Site("balconyroots-club.org", "Balcony Roots Club", "en", BLOG, ("howto",), server="openresty"),
+    Site("www.gearbrook-reviews.com", "Gearbrook Reviews", "en", MAG, ("review", "howto"), server="nginx"),
+    Site("www.everyday-zephyr-magazine.com", "Everyday Zephyr", "en", MAG, ALL_TOPICS, server="nginx/1.22.1"),
+    Site("www.tinkerfold-weekly.org", "Tinkerfold Weekly", "en", MAG, ALL_TOPICS, server="Apache/2.4.57 (Unix)"),
+    Site("www.lindenauer-tageblatt.de", "Lindenauer Tageblatt", "de", NEWS, ("news", "review", "recipe"),
+         server="Apache/2.4.58 (Debian)"),
+    Site("kuechenfreude-blog.de", "Küchenfreude", "de", BLOG, ("recipe", "blog"), charset="windows-1252",
+         server="Apache"),
+    Site("www.balkongruen-magazin.at", "Balkongrün Magazin", "de", MAG, ALL_TOPICS, server="nginx"),
+    Site("www.courrier-de-beaurival.fr", "Le Courrier de Beaurival", "fr", NEWS, ("news", "review"),
+         server="nginx/1.24.0"),
+    Site("carnets-de-lea-voyage.fr", "Les carnets de Léa", "fr", BLOG, ("blog", "recipe"), charset="iso-8859-1",
+         server="Apache/2.2.34"),
+    Site("www.jardin-et-marmite.be", "Jardin & Marmite", "fr", MAG, ALL_TOPICS, server="nginx"),
+    Site("www.diario-de-torrealta.es", "Diario de Torrealta", "es", NEWS, ("news", "review"), server="nginx"),
+    Site("recetas-de-la-tia-marta.es", "Las recetas de la tía Marta", "es", BLOG, ("recipe", "blog", "howto"),
+         charset="windows-1252", server="Apache"),
+    Site("www.revista-horizonte-lila.com", "Horizonte Lila", "es", MAG, ALL_TOPICS, server="openresty"),
+    Site("www.gazzetta-di-castelrosso.it", "Gazzetta di Castelrosso", "it", NEWS, ("news", "review"),
+         server="Apache/2.4.58 (Debian)"),
+    Site("www.orto-e-forchetta.it", "Orto e Forchetta", "it", MAG, ALL_TOPICS, server="nginx"),
+    Site("www.westerhovense-courant.nl", "Westerhovense Courant", "nl", NEWS, ("news", "review"), server="nginx"),
+    Site("www.groenbalkon-en-keuken.nl", "Groen Balkon & Keuken", "nl", MAG, ALL_TOPICS, server="Apache"),
+    Site("www.jornal-vila-serena.com.br", "Jornal Vila Serena", "pt", NEWS, ("news", "review"), server="nginx"),
+    Site("receitas-da-vo-lurdinha.com.br", "Receitas da Vó Lurdinha", "pt", BLOG, ("recipe", "blog", "howto"),
+         server="Apache"),
+    Site("www.caderno-azul-revista.pt", "Caderno Azul", "pt", MAG, ALL_TOPICS, server="nginx/1.22.1"),
+    Site("www.novosti-krasnolesya.ru", "Новости Краснолесья", "ru", NEWS, ("news",), charset="windows-1251",
+         server="nginx"),
+    Site("retsepty-i-puteshestviya.ru", "Рецепты и путешествия", "ru", BLOG, ("blog", "recipe"), server="nginx"),
+    Site("www.qinghe-ribao.cn", "青河日报", "zh", NEWS, ("news",), charset="gbk", server="nginx"),
+    Site("xiaochu-shenghuo.cn", "小厨生活", "zh", BLOG, ("blog", "recipe"), server="openresty"),
 )
 SPAM_SITES: tuple[Site, ...] = (
     Site("best-cheap-deals-4u.biz", "Best Cheap Deals 4U", "en", "spam", (), server="Apache"),
@@ -1136,3 +1336,1176 @@ PARKED_SITE = Site("premium-domain-parking-demo.net", "Domain parking", "en", "s
 
 # Legacy charsets: truth name -> Python codec.
 CODECS = {"utf-8": "utf-8", "windows-1252": "cp1252", "iso-8859-1": "latin-1", "windows-1251": "cp1251", "gbk": "gbk"}
+
+# =============================================================================
+# Data model
+# =============================================================================
+
+# A block of main content: ("p", [sentences]) | ("text", [line]) | ("h2", [heading])
+# | ("links", [(anchor, href), ...]).  Prose stays split into sentences so that
+# near-duplicates can be edited sentence by sentence.
+Block = tuple[str, list[Any]]
+
+
+@dataclasses.dataclass
+class Page:
+    """One HTML page of the crawl plus everything the truth file reports about it."""
+
+    uid: int
+    kind: str
+    lang: str
+    site: Site
+    url: str
+    title: str
+    blocks: list[Block]
+    topic: str | None = None
+    author: str | None = None
+    published: date = CRAWL_START.date()
+    comments: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    html_lang: str | None = None
+    header_charset: bool = True
+    duplicate_of: Page | None = None
+    pii: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    edits: list[str] = dataclasses.field(default_factory=list)
+    spare_sentences: list[str] = dataclasses.field(default_factory=list)
+    related: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    popular: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    payload: bytes = b""
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def charset(self) -> str:
+        return self.site.charset
+
+    @property
+    def first_sentence(self) -> str | None:
+        """First sentence of the main text: what an extractor must keep."""
+        for kind, content in self.blocks:
+            if kind in ("p", "text") and content:
+                return content[0]
+        return None
+
+
+@dataclasses.dataclass
+class Fetch:
+    """One crawler fetch: becomes request + response/revisit + metadata records."""
+
+    kind: str  # page | robots | image | css | js | not_found | redirect | server_error | revisit
+    url: str
+    status: int
+    content_type: str | None
+    body: bytes
+    server: str
+    page: Page | None = None
+    extra_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    refers_to: Fetch | None = None
+    when: datetime = CRAWL_START
+    record_id: str = ""
+
+
+# =============================================================================
+# Small deterministic helpers
+# =============================================================================
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    """Independent RNG stream per purpose, so one change does not shift everything.
+
+    String seeds are hashed with SHA-512 by `random`, which is stable across
+    platforms and interpreter runs (unlike hash()).
+    """
+    return random.Random(":".join(["demo-crawl", str(seed), *map(str, parts)]))
+
+
+def _apportion(total: int, weights: Sequence[tuple[str, float]]) -> list[str]:
+    """Largest-remainder split of `total` items by weight, as a flat label list."""
+    weight_sum = sum(w for _, w in weights)
+    exact = [total * w / weight_sum for _, w in weights]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return [label for (label, _), count in zip(weights, counts) for _ in range(count)]
+
+
+def _slugify(text: str, fallback: str = "article") -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:60].rstrip("-") or fallback
+
+
+_SLOT_RE = re.compile(r"\{(\w+)\}")
+_NUMBER_SLOTS = {
+    "n": lambda r: r.randint(3, 9), "num": lambda r: r.randint(20, 60), "pct": lambda r: r.randint(35, 80),
+    "min": lambda r: r.choice((5, 10, 15, 20, 25, 30, 35, 40)), "grams": lambda r: r.choice((150, 200, 250, 300)),
+    "price": lambda r: r.randint(49, 399),
+}
+
+
+def _fill(template: str, slots: dict[str, str], rng: random.Random) -> str:
+    """Fill {slot}s: page-wide names from `slots`, numbers drawn fresh per use."""
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return slots[name] if name in slots else str(_NUMBER_SLOTS[name](rng))
+    return _SLOT_RE.sub(replace, template)
+
+
+def _page_slots(rng: random.Random, lang: str) -> dict[str, str]:
+    return {"city": rng.choice(TOWNS[lang]), "name": rng.choice(PEOPLE[lang]),
+            "product": rng.choice(PRODUCTS), "day": rng.choice(WEEKDAYS.get(lang, ("",)))}
+
+
+def _html_lang(rng: random.Random, lang: str) -> str | None:
+    """Mostly correct <html lang>, sometimes missing or a CMS default that is wrong."""
+    roll = rng.random()
+    if roll < 0.04:
+        return None
+    if roll < 0.08:
+        return rng.choice(("en", "en-US")) if lang != "en" else rng.choice(("de", "fr"))
+    return rng.choice(HTML_LANG[lang])
+
+
+def _sites_for(lang: str, topic: str) -> list[Site]:
+    return [s for s in SITES if s.lang == lang and topic in s.topics]
+
+
+def _article_url(site: Site, topic: str, title: str, uid: int, published: date) -> str:
+    slug = _slugify(title)
+    section = SECTIONS[site.lang].get(topic, "page")
+    if site.style == "news":
+        return f"https://{site.host}/{section}/{published:%Y/%m}/{slug}-{uid}.html"
+    if site.style == "blog":
+        return f"https://{site.host}/{published:%Y/%m/%d}/{slug}-{uid}/"
+    return f"https://{site.host}/{section}/{slug}-{uid}/"
+
+
+def _luhn_check_digit(payload: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str((10 - total % 10) % 10)
+
+
+def _iban(country: str, bban: str) -> str:
+    """IBAN with a valid ISO 13616 mod-97 checksum, printed in groups of four."""
+    numeric = "".join(str(int(ch, 36)) for ch in bban + country + "00")
+    raw = f"{country}{98 - int(numeric) % 97:02d}{bban}"
+    return " ".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+
+
+def _digits(rng: random.Random, count: int) -> str:
+    return "".join(str(rng.randrange(10)) for _ in range(count))
+
+
+def _phone(rng: random.Random, lang: str, host: str) -> str:
+    """Invented numbers; US/UK use the ranges reserved for fiction (555-01xx, 020 7946 0xxx)."""
+    if lang == "en" and host.endswith(".co.uk"):
+        tail = _digits(rng, 3)
+        return rng.choice((f"+44 20 7946 0{tail}", f"020 7946 0{tail}", f"07700 900{tail}"))
+    if lang == "en":
+        area = rng.randint(201, 989)
+        tail = f"01{_digits(rng, 2)}"
+        return rng.choice((f"({area}) 555-{tail}", f"{area}-555-{tail}", f"+1 {area} 555 {tail}"))
+    if lang == "de":
+        local = _digits(rng, 7)
+        return rng.choice((f"+49 30 {local}", f"030 {local}", f"0171 {local}", f"+49 (0)89 {local[:6]}"))
+    formats = {
+        "fr": lambda: "+33 1 " + " ".join(_digits(rng, 2) for _ in range(4)),
+        "es": lambda: f"+34 91{_digits(rng, 1)} {_digits(rng, 3)} {_digits(rng, 3)}",
+        "it": lambda: f"+39 06 {_digits(rng, 4)} {_digits(rng, 4)}",
+        "nl": lambda: f"+31 20 {_digits(rng, 3)} {_digits(rng, 4)}",
+        "pt": lambda: f"+55 11 9{_digits(rng, 4)}-{_digits(rng, 4)}",
+        "ru": lambda: f"+7 495 {_digits(rng, 3)}-{_digits(rng, 2)}-{_digits(rng, 2)}",
+        "zh": lambda: f"+86 10 {_digits(rng, 4)} {_digits(rng, 4)}",
+    }
+    return formats[lang]()
+
+
+def _pii_values(rng: random.Random, lang: str, site: Site, kinds: Iterable[str]) -> dict[str, str]:
+    """One invented value per requested PII type."""
+    person = rng.choice(MAILBOX_NAMES.get(lang) or tuple(_slugify(p, "info").replace("-", ".") for p in PEOPLE[lang]))
+    domain = site.host.removeprefix("www.")
+    values = {"email": rng.choice((f"{person}@{rng.choice(MAIL_PROVIDERS[lang])}", f"{person.split('.')[0]}@{domain}")),
+              "phone": _phone(rng, lang, site.host)}
+    for kind in kinds:
+        if kind == "ipv4":
+            values[kind] = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randint(2, 254)}"
+        elif kind == "credit_card":
+            body = "4" + _digits(rng, 14)
+            number = body + _luhn_check_digit(body)
+            values[kind] = rng.choice((" ", "-")).join(number[i:i + 4] for i in range(0, 16, 4))
+        elif kind == "ssn":
+            values[kind] = f"{rng.randint(101, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
+        elif kind == "iban":
+            bban = {"de": _digits(rng, 18), "nl": "ZWBK" + _digits(rng, 10)}.get(lang, "QUIL" + _digits(rng, 14))
+            values[kind] = _iban({"de": "DE", "nl": "NL"}.get(lang, "GB"), bban)
+    return values
+
+
+# =============================================================================
+# Page content
+# =============================================================================
+
+
+def _prose(rng: random.Random, lang: str, topic: str, slots: dict[str, str]) -> tuple[list[Block], list[str]]:
+    """Paragraphs drawn from the topic's sentence stock; returns (blocks, unused sentences).
+
+    Picking a random subset (and filling number slots per use) keeps different
+    pages on the same topic well below near-duplicate similarity.
+    """
+    pool = SENTENCES[lang][topic]
+    rest = list(pool[1:])
+    rng.shuffle(rest)
+    low = max(4, min(8, round(len(pool) * 0.45)))
+    count = rng.randint(low, max(low + 1, min(12, round(len(pool) * 0.65))))
+    chosen = [pool[0], *rest[: count - 1]] if rng.random() < 0.75 else rest[:count]
+    chosen.sort(key=pool.index)  # the stock is written in a natural order (e.g. recipe steps)
+    spare = [s for s in pool if s not in chosen]
+    sentences = [_fill(s, slots, rng) for s in chosen]
+    blocks: list[Block] = []
+    while sentences:
+        size = rng.randint(2, 4)
+        blocks.append(("p", sentences[:size]))
+        sentences = sentences[size:]
+    return blocks, [_fill(s, slots, rng) for s in spare]
+
+
+def _benign_comments(rng: random.Random, lang: str, count: int) -> list[tuple[str, str]]:
+    texts = rng.sample(COMMENTS[lang], min(count, len(COMMENTS[lang])))
+    return [(rng.choice(USERNAMES), text) for text in texts]
+
+
+def _make_article(rng: random.Random, uid: int, lang: str, topic: str) -> Page:
+    site = rng.choice(_sites_for(lang, topic))
+    slots = _page_slots(rng, lang)
+    title = _fill(rng.choice(TITLES[lang][topic]), slots, rng)
+    blocks, spare = _prose(rng, lang, topic, slots)
+    published = CRAWL_START.date() - timedelta(days=rng.randint(1, 400))
+    comments = _benign_comments(rng, lang, rng.randint(1, 4)) if rng.random() < 0.35 else []
+    return Page(uid=uid, kind="article", lang=lang, site=site, topic=topic, title=title, blocks=blocks,
+                url=_article_url(site, topic, title, uid, published), author=rng.choice(PEOPLE[lang]),
+                published=published, comments=comments, html_lang=_html_lang(rng, lang),
+                header_charset=rng.random() > 0.1, spare_sentences=spare)
+
+
+def _make_pii(rng: random.Random, uid: int, lang: str, topic: str) -> Page:
+    """An ordinary article with a contact paragraph carrying invented PII."""
+    page = _make_article(rng, uid, lang, topic)
+    extras = list(PII_EXTRA.get(lang, {}))
+    chosen = rng.sample(extras, rng.randint(1 if lang == "en" else 0, min(3, len(extras)))) if extras else []
+    values = _pii_values(rng, lang, page.site, chosen)
+    sentences = [PII_CONTACT[lang].format(**values)] + [PII_EXTRA[lang][k].format(**values) for k in chosen]
+    page.blocks += [("h2", [UI[lang]["contact_heading"]]), ("p", sentences)]
+    page.kind = "pii"
+    page.pii = {kind: [value] for kind, value in sorted(values.items())}
+    return page
+
+
+def _make_toxic(rng: random.Random, uid: int) -> Page:
+    """A normal English article whose comment section is full of insults."""
+    page = _make_article(rng, uid, "en", rng.choice(TOPICS["en"]))
+    toxic = [(rng.choice(USERNAMES), text) for text in rng.sample(TOXIC_COMMENTS, rng.randint(2, 4))]
+    page.comments = toxic + _benign_comments(rng, "en", rng.randint(0, 2))
+    rng.shuffle(page.comments)
+    page.kind = "toxic"
+    return page
+
+
+def _seo_sentence(rng: random.Random) -> str:
+    a, b, c = rng.sample(SEO_KEYWORDS, 3)
+    return rng.choice(SEO_FRAMES).format(a=a, b=b, c=c, A=a.capitalize())
+
+
+def _spam_links(rng: random.Random, count: int) -> list[tuple[str, str]]:
+    links = []
+    for _ in range(count):
+        anchor = f"{rng.choice(LINK_WORDS)} {rng.choice(SEO_KEYWORDS)} {rng.randint(1, 99)}"
+        host = rng.choice(SPAM_SITES).host
+        links.append((anchor, f"http://{host}/go/{_slugify(anchor)}"))
+    return links
+
+
+def _make_spam(rng: random.Random, uid: int) -> Page:
+    """Keyword-stuffed SEO, casino/pharma or German loan spam on obvious spam domains."""
+    flavour = rng.choice(("seo", "seo", "casino", "german"))
+    if flavour == "german":
+        site, lines = SPAM_SITES[3], [rng.choice(SPAM_DE) for _ in range(rng.randint(8, 14))]
+        title = "Kredit sofort – günstige Kredite ohne Prüfung – Sofortkredit online"
+    elif flavour == "casino":
+        site, lines = rng.choice(SPAM_SITES[1:3]), [rng.choice(CASINO_PHARMA) for _ in range(rng.randint(8, 14))]
+        title = "Best Online Casino Bonus 2024 – Free Spins – Cheap Pills – Win Now"
+    else:
+        site, lines = SPAM_SITES[0], [_seo_sentence(rng) for _ in range(rng.randint(8, 14))]
+        title = "Cheap Flights Cheap Hotels Best Price Discount Deals 2024 | Buy Now"
+    blocks: list[Block] = [("text", [line]) for line in lines]
+    blocks.append(("links", _spam_links(rng, rng.randint(10, 20))))
+    html_lang = site.lang if rng.random() < 0.5 else None
+    return Page(uid=uid, kind="spam", lang=site.lang, site=site, title=title, blocks=blocks,
+                url=f"http://{site.host}/{_slugify(title)}-{uid}.php", html_lang=html_lang)
+
+
+def _make_link_list(rng: random.Random, uid: int) -> Page:
+    site = rng.choice(SPAM_SITES[:3])
+    title = rng.choice(("Web Directory – Best Links 2024", "Partner Sites", "Useful Links and Resources"))
+    blocks: list[Block] = [("text", [title + ":"]), ("links", _spam_links(rng, rng.randint(40, 80)))]
+    return Page(uid=uid, kind="link_list", lang="en", site=site, title=title, blocks=blocks,
+                url=f"http://{site.host}/links/page-{uid}.html", html_lang="en")
+
+
+def _lorem_paragraph(rng: random.Random, first: bool) -> list[str]:
+    sentences = ["Lorem ipsum dolor sit amet, consectetur adipiscing elit."] if first else []
+    for _ in range(rng.randint(3, 6)):
+        words = [rng.choice(LOREM_WORDS) for _ in range(rng.randint(6, 14))]
+        sentences.append(" ".join(words).capitalize() + ".")
+    return sentences
+
+
+def _make_lorem(rng: random.Random, uid: int) -> Page:
+    """A CMS placeholder page that was published by mistake (text is pseudo-Latin)."""
+    site = rng.choice([s for s in SITES if s.lang == "en"])
+    blocks: list[Block] = [("p", _lorem_paragraph(rng, i == 0)) for i in range(rng.randint(3, 5))]
+    title = rng.choice(("Sample Page", "Hello world!", "New post draft"))
+    return Page(uid=uid, kind="lorem_ipsum", lang="la", site=site, title=title, blocks=blocks,
+                url=f"https://{site.host}/sample-page-{uid}/", html_lang=_html_lang(rng, "en"))
+
+
+def _make_js_heavy(rng: random.Random, uid: int) -> Page:
+    """A broken single-page app whose script/template source leaked into the text."""
+    site = rng.choice([s for s in SITES if s.lang == "en"])
+    lines = ["Please enable JavaScript to view this page."] + rng.sample(JS_LINES, rng.randint(6, len(JS_LINES)))
+    return Page(uid=uid, kind="js_heavy", lang="en", site=site, title="Loading…",
+                blocks=[("text", [line]) for line in lines], url=f"https://{site.host}/app/view-{uid}",
+                html_lang=_html_lang(rng, "en"))
+
+
+def _make_short(rng: random.Random, uid: int) -> Page:
+    """'Page not found' served with status 200 (soft 404), or a parked domain."""
+    if rng.random() < 0.25:
+        return Page(uid=uid, kind="short", lang="en", site=PARKED_SITE, title=PARKED_SITE.host,
+                    blocks=[("text", [PARKED_TEXT])], url=f"http://{PARKED_SITE.host}/?id={uid}", html_lang="en")
+    lang = rng.choices([lang for lang, _ in LANG_WEIGHTS], [w for _, w in LANG_WEIGHTS])[0]
+    site = rng.choice([s for s in SITES if s.lang == lang])
+    ui = UI[lang]
+    return Page(uid=uid, kind="short", lang=lang, site=site, title=ui["not_found_title"],
+                blocks=[("text", [ui["not_found_text"]])],
+                url=f"https://{site.host}/{SECTIONS[lang]['news']}/{uid}.html", html_lang=_html_lang(rng, lang))
+
+
+def _make_repetitive(rng: random.Random, uid: int) -> Page:
+    """A short English intro followed by the same line(s) over and over (CMS loop bug)."""
+    page = _make_article(rng, uid, "en", rng.choice(TOPICS["en"]))
+    lines = rng.sample(REPEATED_LINES, rng.randint(1, 2))
+    page.blocks = page.blocks[:1] + [("text", [lines[i % len(lines)]]) for i in range(rng.randint(20, 40))]
+    page.kind, page.comments, page.spare_sentences = "repetitive", [], []
+    return page
+
+
+LOW_QUALITY_MAKERS = {"spam": _make_spam, "short": _make_short, "repetitive": _make_repetitive, "toxic": _make_toxic,
+                      "link_list": _make_link_list, "lorem_ipsum": _make_lorem, "js_heavy": _make_js_heavy}
+
+# =============================================================================
+# Duplicates
+# =============================================================================
+
+
+def _typo(rng: random.Random, sentence: str) -> str:
+    """Swap two adjacent letters inside one longer word (or run of CJK characters)."""
+    words = [m for m in re.finditer(r"\w{5,}", sentence) if m.group().isalpha()]
+    start, end = (words[rng.randrange(len(words))].span() if words else (0, len(sentence)))
+    word = sentence[start:end]
+    i = rng.randrange(1, len(word) - 2)
+    if word[i] == word[i + 1]:
+        changed = word[:i] + word[i + 1:]  # a dropped letter instead of a no-op swap
+    else:
+        changed = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    return sentence[:start] + changed + sentence[end:]
+
+
+def _edit_text(rng: random.Random, page: Page, edit: str) -> None:
+    """Apply one small text edit; never touches the page's first sentence."""
+    prose = [content for kind, content in page.blocks if kind == "p"]
+    # (paragraph, sentence index) pairs that may change: everything but the very first sentence.
+    editable = [(para, i) for para in prose for i in range(len(para)) if not (para is prose[0] and i == 0)]
+    if edit == "sentence_added" and page.spare_sentences:
+        sentence = page.spare_sentences.pop(rng.randrange(len(page.spare_sentences)))
+        para = rng.choice(prose)
+        para.insert(rng.randint(1, len(para)), sentence)
+        return
+    removable = [(para, i) for para, i in editable if len(para) > 1]
+    if edit == "sentence_removed" and removable:
+        para, i = rng.choice(removable)
+        del para[i]
+        return
+    para, i = rng.choice(editable)
+    para[i] = _typo(rng, para[i])
+
+
+def _make_near_copy(rng: random.Random, original: Page, uid: int) -> Page:
+    """Copy with small edits under another URL: syndicated or republished."""
+    page = copy.deepcopy(dataclasses.replace(original, related=[], popular=[], payload=b"", record={}))
+    page.uid, page.kind, page.duplicate_of, page.comments, page.edits = uid, "near_duplicate", original, [], []
+    others = [s for s in _sites_for(page.lang, page.topic or "") if s != original.site]
+    if others and rng.random() < 0.7:
+        page.site = rng.choice(others)
+        page.edits.append("other_site")
+    else:
+        page.edits.append("boilerplate")
+    if rng.random() < 0.6:
+        page.published += timedelta(days=rng.randint(1, 3))
+        page.edits.append("date_changed")
+    edits = [rng.choice(("typo", "sentence_added", "sentence_removed"))]
+    if edits[0] != "typo" and rng.random() < 0.3:
+        edits.append("typo")
+    for edit in edits:
+        _edit_text(rng, page, edit)
+        page.edits.append(edit)
+    page.url = _article_url(page.site, page.topic or "news", page.title, uid, page.published)
+    page.html_lang = _html_lang(rng, page.lang)
+    page.header_charset = rng.random() > 0.1
+    return page
+
+
+def _url_variants(url: str) -> list[str]:
+    """Same document under other URLs, as crawlers meet it (tracking params, print, http)."""
+    printable = url + "print/" if url.endswith("/") else url + "?print=1"
+    return [url + "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly", url + "?ref=homepage",
+            printable, "http://" + url.removeprefix("https://")]
+
+
+def _make_exact_copy(original: Page, url: str, uid: int) -> Page:
+    return dataclasses.replace(original, uid=uid, kind="exact_duplicate", url=url, duplicate_of=original,
+                               related=[], popular=[], payload=b"", record={}, edits=["url_variant"])
+
+
+def _cluster_sizes(rng: random.Random, copies: int, max_copies: int) -> list[int]:
+    """Split `copies` into clusters of 1..max_copies copies (cluster size 2..max+1)."""
+    sizes = []
+    while copies > 0:
+        size = min(copies, rng.randint(1, max_copies))
+        sizes.append(size)
+        copies -= size
+    return sizes
+
+
+# =============================================================================
+# Crawl plan
+# =============================================================================
+
+
+def _sentence_count(page: Page) -> int:
+    return sum(len(content) for kind, content in page.blocks if kind == "p")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mix:
+    """How many pages of each category a crawl of `pages` pages gets."""
+
+    articles: int
+    pii: int
+    low_quality: int
+    near_clusters: list[int]  # copies per near-duplicate cluster (1-3)
+    exact_clusters: list[int]  # copies per exact-duplicate cluster (1-2)
+
+
+def _page_mix(pages: int, rng: random.Random) -> _Mix:
+    low, pii = round(pages * LOW_QUALITY_SHARE), round(pages * PII_SHARE)
+    near = _cluster_sizes(rng, round(pages * NEAR_DUP_SHARE), 3)
+    exact = _cluster_sizes(rng, round(pages * EXACT_DUP_SHARE), 2)
+    articles = pages - low - pii - sum(near) - sum(exact)
+    # Tiny crawls: every cluster needs its own original article.
+    while near + exact and articles < len(near) + len(exact):
+        articles += (exact or near).pop()
+    return _Mix(articles, pii, low, near, exact)
+
+
+def _plan_pages(pages: int, seed: int) -> list[Page]:
+    """Decide every HTML page (kind, language, content) and their crawl order."""
+    rng = _rng(seed, "plan")
+    mix = _page_mix(pages, rng)
+    uids = iter(rng.sample(range(10_000, 10_000 + 10 * max(pages, 9_000)), pages))
+    plan = _plan_originals(rng, mix, uids, seed)
+    clusters = _plan_duplicates(rng, mix, plan, uids, seed)
+    plan += [copy_ for cluster in clusters for copy_ in cluster[1:]]
+    return _crawl_order(rng, plan, clusters)
+
+
+def _plan_originals(rng: random.Random, mix: _Mix, uids: Iterable[int], seed: int) -> list[Page]:
+    """Articles and PII pages (language quotas, topics balanced per language), then low-quality pages."""
+    uid_iter = iter(uids)
+    langs = _apportion(mix.articles + mix.pii, LANG_WEIGHTS)
+    rng.shuffle(langs)
+    topic_cycles: dict[str, list[str]] = {}
+    plan: list[Page] = []
+    for i, lang in enumerate(langs):
+        if not topic_cycles.get(lang):
+            topic_cycles[lang] = rng.sample(TOPICS[lang], len(TOPICS[lang]))
+        uid = next(uid_iter)
+        maker = _make_article if i < mix.articles else _make_pii
+        plan.append(maker(_rng(seed, "page", uid), uid, lang, topic_cycles[lang].pop()))
+    for kind in _apportion(mix.low_quality, LOW_QUALITY_WEIGHTS):
+        uid = next(uid_iter)
+        plan.append(LOW_QUALITY_MAKERS[kind](_rng(seed, "page", uid), uid))
+    return plan
+
+
+def _plan_duplicates(
+    rng: random.Random, mix: _Mix, plan: list[Page], uids: Iterable[int], seed: int
+) -> list[list[Page]]:
+    """Clusters [original, copy, ...]; originals are plain articles without comments.
+
+    Originals come from the longer half of each language's articles, so that a
+    one-sentence edit stays a *small* edit (as near-duplicates in the wild
+    usually are) while duplicates still follow the language mix.
+    """
+    uid_iter = iter(uids)
+    sizes = mix.near_clusters + mix.exact_clusters
+    by_lang: dict[str, list[Page]] = {}
+    for page in plan:
+        if page.kind == "article":
+            by_lang.setdefault(page.lang, []).append(page)
+    longer = {id(p) for pages in by_lang.values()
+              for p in sorted(pages, key=_sentence_count, reverse=True)[: (len(pages) + 1) // 2]}
+    candidates = [p for p in plan if id(p) in longer]
+    if len(candidates) < len(sizes):  # tiny crawls
+        candidates = [p for p in plan if p.kind == "article"]
+    originals = rng.sample(candidates, len(sizes))
+    clusters: list[list[Page]] = []
+    for number, (original, size) in enumerate(zip(originals, sizes)):
+        original.comments = []  # comments would make the copies' extracted text drift apart
+        variants = rng.sample(_url_variants(original.url), size)
+        copies = []
+        for variant in variants:
+            uid = next(uid_iter)
+            if number < len(mix.near_clusters):
+                copies.append(_make_near_copy(_rng(seed, "page", uid), original, uid))
+            else:
+                copies.append(_make_exact_copy(original, variant, uid))
+        clusters.append([original, *copies])
+    return clusters
+
+
+def _crawl_order(rng: random.Random, plan: list[Page], clusters: list[list[Page]]) -> list[Page]:
+    """Shuffle, then make each cluster's original the first of its members to be fetched."""
+    order = list(plan)
+    rng.shuffle(order)
+    position = {id(page): i for i, page in enumerate(order)}
+    for cluster in clusters:
+        slots = sorted(position[id(page)] for page in cluster)
+        copies = cluster[1:]
+        rng.shuffle(copies)
+        for slot, page in zip(slots, [cluster[0], *copies]):
+            order[slot] = page
+    return order
+
+
+def _attach_sidebars(pages: list[Page], seed: int) -> None:
+    """Related/popular link lists pointing at other pages of the same site/language."""
+    by_site: dict[str, list[tuple[str, str]]] = {}
+    by_lang: dict[str, list[tuple[str, str]]] = {}
+    for p in pages:
+        if p.site.style != "spam" and p.kind not in ("short", "js_heavy", "lorem_ipsum"):
+            by_site.setdefault(p.site.host, []).append((p.title, p.url))
+            by_lang.setdefault(p.site.lang, []).append((p.title, p.url))
+
+    def pick(rng: random.Random, pool: list[tuple[str, str]], count: int, own_url: str) -> list[tuple[str, str]]:
+        chosen = rng.sample(pool, min(len(pool), count + 1))
+        return [link for link in chosen if link[1] != own_url][:count]
+
+    for page in pages:
+        if page.site.style == "spam":
+            continue
+        rng = _rng(seed, "sidebar", page.uid)
+        site_pool = by_site.get(page.site.host, [])
+        related_pool = site_pool if len(site_pool) > 1 else by_lang.get(page.site.lang, [])
+        page.related = pick(rng, related_pool, rng.randint(3, 5), page.url)
+        page.popular = pick(rng, by_lang.get(page.site.lang, []), rng.randint(4, 6), page.url)
+
+
+# =============================================================================
+# HTML rendering
+# =============================================================================
+
+STYLE_CLASSES: dict[str, dict[str, str]] = {
+    "news": dict(body="page page--article", nav="main-nav", article="story", headline="story__headline",
+                 byline="story__byline", content="story__body article-body", aside="sidebar sidebar--right"),
+    "blog": dict(body="post-template-default single single-post", nav="primary-menu", article="post type-post hentry",
+                 headline="entry-title", byline="entry-meta", content="entry-content", aside="widget-area"),
+    "magazine": dict(body="article-page layout-wide", nav="mega-menu", article="article-detail",
+                     headline="article-title", byline="article-meta", content="article-content rich-text",
+                     aside="col-side"),
+}
+INLINE_CSS = ("body{margin:0;font-family:Georgia,serif;color:#222}.site-header{display:flex;align-items:center;"
+              "justify-content:space-between}.cookie-consent{position:fixed;bottom:0;left:0;right:0;background:#fff;"
+              "padding:1rem;box-shadow:0 -2px 8px rgba(0,0,0,.2)}.sidebar a,.widget a{color:#0a58ca}")
+TRACKING_JS = ("(function(w,d){w._stats=w._stats||[];w._stats.push(['page',d.location.pathname]);"
+               "var s=d.createElement('script');s.async=true;s.src='/static/js/stats.min.js';"
+               "d.head.appendChild(s);})(window,document);")
+
+
+def _short_hash(text: str) -> str:
+    """Stable cache-busting token, like the hashed asset names of real sites."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _attr(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+              "November", "December")
+
+
+def _visible_date(day: date, lang: str) -> str:
+    """Byline date as sites in that language print it (no strftime names: they follow the process locale)."""
+    if lang == "en":
+        return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
+    if lang == "zh":
+        return f"{day.year}年{day.month}月{day.day}日"
+    return f"{day:%d.%m.%Y}" if lang in ("de", "ru") else f"{day:%d/%m/%Y}"
+
+
+def _render_blocks(blocks: list[Block], joiner: str) -> list[str]:
+    out = []
+    for kind, content in blocks:
+        if kind == "p":
+            out.append(f"<p>{_esc(joiner.join(content))}</p>")
+        elif kind == "text":
+            out.append(f"<p>{_esc(content[0])}</p>")
+        elif kind == "h2":
+            out.append(f"<h2>{_esc(content[0])}</h2>")
+        elif kind == "links":
+            items = "".join(f'<li><a href="{_attr(href)}">{_esc(text)}</a></li>' for text, href in content)
+            out.append(f'<ul class="link-list">{items}</ul>')
+    return out
+
+
+def _head(page: Page, in_language: str) -> list[str]:
+    canonical = (page.duplicate_of or page).url
+    charset = page.charset
+    meta = (f'<meta charset="{charset}">' if charset == "utf-8"
+            else f'<meta http-equiv="Content-Type" content="text/html; charset={charset}">')
+    description = (page.first_sentence or page.title)[:155]
+    ld = {"@context": "https://schema.org", "@type": "BlogPosting" if page.site.style == "blog" else "NewsArticle",
+          "headline": page.title, "datePublished": page.published.isoformat(), "inLanguage": in_language,
+          "publisher": {"@type": "Organization", "name": page.site.name}}
+    if page.author:
+        ld["author"] = {"@type": "Person", "name": page.author}
+    return [meta, '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_esc(page.title)} | {_esc(page.site.name)}</title>",
+            f'<meta name="description" content="{_attr(description)}">',
+            f'<meta property="og:site_name" content="{_attr(page.site.name)}">',
+            f'<meta property="og:title" content="{_attr(page.title)}">', '<meta property="og:type" content="article">',
+            f'<meta property="og:url" content="{_attr(canonical)}">',
+            f'<link rel="canonical" href="{_attr(canonical)}">',
+            f'<link rel="stylesheet" href="/static/css/main.{_short_hash(page.site.host)}.css">',
+            '<link rel="icon" href="/favicon.ico">', f"<style>{INLINE_CSS}</style>",
+            f'<script type="application/ld+json">{json.dumps(ld, ensure_ascii=True)}</script>',
+            f"<script>{TRACKING_JS}</script>"]
+
+
+def _site_header(page: Page, rng: random.Random) -> list[str]:
+    ui, lang = UI[page.site.lang], page.site.lang
+    nav = list(NAV[lang])
+    start = rng.randrange(len(nav))
+    items = (nav[start:] + nav[:start])[: rng.randint(9, len(nav))]
+    links = "".join(f'<li class="menu-item"><a href="/{_slugify(item, "section")}/">{_esc(item)}</a></li>'
+                    for item in items)
+    name = page.site.name
+    out = [f'<header class="site-header" role="banner"><div class="top-bar"><a href="/{_slugify(ui["contact"])}/">'
+           f'{_esc(ui["contact"])}</a> | <a href="/newsletter/">Newsletter</a></div>',
+           f'<a class="logo" href="/"><img src="/static/img/logo.png" alt="{_attr(name)}"> {_esc(name)}</a>',
+           f'<nav class="{STYLE_CLASSES[page.site.style]["nav"]}" aria-label="Main"><ul>'
+           f'<li class="menu-item"><a href="/">{_esc(ui["home"])}</a></li>{links}</ul></nav>',
+           f'<form class="search-form" action="/search" method="get"><input type="search" name="q" '
+           f'placeholder="{_attr(ui["search"])}"><button type="submit">{_esc(ui["search"])}</button></form></header>']
+    if page.site.style == "magazine" and page.popular:
+        trending = " ".join(f'<a href="{_attr(url)}">{_esc(title)}</a>' for title, url in page.popular[:3])
+        out.append(f'<div class="trending-bar"><strong>{_esc(ui["popular"])}:</strong> {trending}</div>')
+    return out
+
+
+def _cookie_banner(ui: dict[str, str]) -> str:
+    return (f'<div id="cookie-consent" class="cookie-consent" role="dialog" aria-live="polite">'
+            f'<p>{_esc(ui["cookie_text"])}</p><button class="btn-accept">{_esc(ui["accept"])}</button> '
+            f'<button class="btn-settings">{_esc(ui["settings"])}</button></div>')
+
+
+def _article(page: Page, rng: random.Random) -> list[str]:
+    ui, cls = UI[page.site.lang], STYLE_CLASSES[page.site.style]
+    joiner = "" if page.lang == "zh" else " "
+    words = sum(len(" ".join(c).split()) for k, c in page.blocks if k == "p")
+    section = SECTIONS[page.site.lang].get(page.topic or "news", "news")
+    out = [f'<nav class="breadcrumbs" aria-label="Breadcrumb"><a href="/">{_esc(ui["home"])}</a> › '
+           f'<a href="/{section}/">{_esc(section.split("/")[-1].capitalize())}</a></nav>',
+           f'<article class="{cls["article"]}" id="post-{page.uid}">',
+           f'<header class="entry-header"><h1 class="{cls["headline"]}">{_esc(page.title)}</h1>']
+    if page.author:
+        author_url = f"/author/{_slugify(page.author, 'author')}/"
+        out.append(f'<div class="{cls["byline"]}"><span class="author">{_esc(ui["by"])} <a href="{author_url}">'
+                   f'{_esc(page.author)}</a></span> · <time datetime="{page.published.isoformat()}">'
+                   f'{_visible_date(page.published, page.site.lang)}</time> · <span class="reading-time">'
+                   f'{max(1, words // 200)} {_esc(ui["min_read"])}</span></div>')
+    out.append("</header>")
+    out.append(f'<div class="{cls["content"]}">')
+    out += _render_blocks(page.blocks, joiner)
+    out.append("</div>")
+    if page.kind != "short":
+        out.append(f'<div class="share-buttons"><span>{_esc(ui["share"])}</span> '
+                   f'<a href="mailto:?subject={_attr(page.title)}">'
+                   f'{_esc(ui["email"])}</a> <a href="#" class="copy-link">{_esc(ui["copy_link"])}</a> '
+                   f'<a href="#" class="print-link">{_esc(ui["print"])}</a></div>')
+        tags = rng.sample(NAV[page.site.lang], 3)
+        out.append(f'<div class="tags">{_esc(ui["tags"])}: ' + ", ".join(
+            f'<a href="/tag/{_slugify(t, "tag")}/" rel="tag">{_esc(t)}</a>' for t in tags) + "</div>")
+    out.append("</article>")
+    return out
+
+
+def _comments(page: Page) -> list[str]:
+    ui = UI[page.site.lang]
+    out = [f'<section id="comments" class="comments-area"><h2 class="comments-title">'
+           f'{len(page.comments)} {_esc(ui["comments"])}</h2>', '<ol class="comment-list">']
+    for i, (user, text) in enumerate(page.comments, 1):
+        out.append(f'<li class="comment" id="comment-{page.uid}-{i}"><article class="comment-body">'
+                   f'<footer class="comment-meta">'
+                   f'<b class="fn">{_esc(user)}</b></footer><div class="comment-content"><p>{_esc(text)}</p></div>'
+                   f'<a class="comment-reply-link" href="#respond">{_esc(ui["reply"])}</a></article></li>')
+    out.append(f'</ol><div id="respond"><h3>{_esc(ui["leave_comment"])}</h3><form class="comment-form" method="post">'
+               f'<textarea name="comment"></textarea><button type="submit">{_esc(ui["leave_comment"])}</button>'
+               f'</form></div></section>')
+    return out
+
+
+def _sidebar(page: Page) -> list[str]:
+    ui = UI[page.site.lang]
+    out = [f'<aside class="{STYLE_CLASSES[page.site.style]["aside"]}" role="complementary">']
+    if page.related:
+        out.append(f'<section class="widget related-posts"><h3>{_esc(ui["related"])}</h3><ul>' + "".join(
+            f'<li><a href="{_attr(url)}">{_esc(title)}</a></li>' for title, url in page.related) + "</ul></section>")
+    if page.popular:
+        out.append(f'<section class="widget popular-posts"><h3>{_esc(ui["popular"])}</h3><ol>' + "".join(
+            f'<li><a href="{_attr(url)}">{_esc(title)}</a></li>' for title, url in page.popular) + "</ol></section>")
+    out.append(f'<section class="widget newsletter-signup"><h3>Newsletter</h3><p>{_esc(ui["newsletter"])}</p>'
+               f'<form action="/newsletter" method="post"><input type="email" name="email" placeholder="E-mail">'
+               f'<button type="submit">{_esc(ui["subscribe"])}</button></form></section></aside>')
+    return out
+
+
+def _footer(page: Page) -> str:
+    ui = UI[page.site.lang]
+    links = "".join(f'<li><a href="/{_slugify(ui[key], key)}/">{_esc(ui[key])}</a></li>'
+                    for key in ("privacy", "terms", "legal", "contact", "about", "advertise"))
+    return (f'<footer class="site-footer" role="contentinfo"><nav class="footer-links"><ul>{links}</ul></nav>'
+            f'<p class="copyright">© 2024 {_esc(page.site.name)}. {_esc(ui["rights"])}</p></footer>')
+
+
+def _render_spam(page: Page) -> str:
+    """Cheap one-file template typical of spam domains: no banner, no sidebars."""
+    keywords = ", ".join(SEO_KEYWORDS)
+    body = _render_blocks(page.blocks, " ")
+    lang_attr = f' lang="{page.html_lang}"' if page.html_lang else ""
+    return "\n".join([
+        "<!DOCTYPE html>", f"<html{lang_attr}>", "<head>", '<meta charset="utf-8">',
+        f"<title>{_esc(page.title)}</title>",
+        f'<meta name="keywords" content="{_attr(keywords)}">', "</head>", "<body>",
+        '<div id="top"><a href="/">Home</a> | <a href="/offers/">Offers</a> | <a href="/bonus/">Bonus</a></div>',
+        f"<h1>{_esc(page.title)}</h1>", *body, f"<p>© 2024 {_esc(page.site.name)}</p>", "</body>", "</html>", ""])
+
+
+def _render_html(page: Page, seed: int) -> str:
+    """Full HTML document: head, cookie banner, header/nav, article, comments, sidebar, footer."""
+    if page.site.style == "spam":
+        return _render_spam(page)
+    rng = _rng(seed, "render", page.uid)
+    ui = UI[page.site.lang]
+    lang_attr = f' lang="{page.html_lang}"' if page.html_lang else ""
+    parts = ["<!DOCTYPE html>", f"<html{lang_attr}>", "<head>", *_head(page, HTML_LANG[page.site.lang][0]), "</head>",
+             f'<body class="{STYLE_CLASSES[page.site.style]["body"]}">']
+    if rng.random() < 0.85:
+        parts.append(_cookie_banner(ui))
+    parts += _site_header(page, rng)
+    parts.append('<div class="container"><main id="main" class="site-main">')
+    parts += _article(page, rng)
+    if page.comments:
+        parts += _comments(page)
+    parts.append("</main>")
+    parts += _sidebar(page)
+    parts += ["</div>", _footer(page), '<script src="/static/js/app.min.js" defer></script>', "</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _render_payloads(pages: list[Page], seed: int) -> None:
+    """Encode every page in its site's charset; exact duplicates reuse the original's bytes."""
+    for page in pages:
+        if page.kind != "exact_duplicate":
+            page.payload = _render_html(page, seed).encode(CODECS[page.charset], errors="xmlcharrefreplace")
+    for page in pages:
+        if page.kind == "exact_duplicate" and page.duplicate_of is not None:
+            page.payload = page.duplicate_of.payload
+
+
+# =============================================================================
+# Non-article fetches
+# =============================================================================
+
+
+def _png(rng: random.Random, width: int = 16, height: int = 16) -> bytes:
+    """A tiny but valid RGB PNG (gradient), built by hand so no image library is needed."""
+    r0, g0, b0 = rng.randrange(256), rng.randrange(256), rng.randrange(256)
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in ((r0 + 8 * x) % 256, (g0 + 8 * y) % 256, b0))
+                    for y in range(height))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+
+
+def _error_page(status: int, reason: str, server: str) -> bytes:
+    return (f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{status} {reason}</h1></center>\r\n"
+            f"<hr><center>{server.split('/')[0]}</center>\r\n</body>\r\n</html>\r\n").encode("ascii")
+
+
+def _extra_fetch(rng: random.Random, kind: str, site: Site) -> Fetch:
+    """robots.txt, PNG, CSS, JS, 404, 301 or 500 fetch on `site`."""
+    base, token = f"https://{site.host}", f"{rng.getrandbits(32):08x}"
+    if kind == "robots":
+        body = (f"User-agent: *\nDisallow: /admin/\nDisallow: /search\nDisallow: /*?print=1\nAllow: /\n\n"
+                f"Sitemap: {base}/sitemap.xml\n").encode("ascii")
+        return Fetch(kind, f"{base}/robots.txt", 200, "text/plain", body, site.server)
+    if kind == "image":
+        return Fetch(kind, f"{base}/static/img/photo-{token}.png", 200, "image/png", _png(rng), site.server)
+    if kind == "css":
+        css = f"/* main.{token}.css */\n{INLINE_CSS}\n.article-body p{{line-height:1.6;margin:0 0 1em}}\n"
+        body = css.encode("ascii")
+        return Fetch(kind, f"{base}/static/css/main.{token}.css", 200, "text/css; charset=utf-8", body, site.server)
+    if kind == "js":
+        body = ("/*! app.min.js */\n" + TRACKING_JS + "\n" + JS_LINES[1] + "\n").encode("ascii")
+        return Fetch(kind, f"{base}/static/js/app.{token}.js", 200, "application/javascript; charset=utf-8",
+                     body, site.server)
+    if kind == "not_found":
+        return Fetch(kind, f"{base}/archive/{token}.html", 404, "text/html; charset=utf-8",
+                     _error_page(404, "Not Found", site.server), site.server)
+    if kind == "redirect":
+        path = f"/{rng.choice(('index.php', 'home', 'feed', 'news'))}"
+        body = _error_page(301, "Moved Permanently", site.server)
+        return Fetch(kind, f"http://{site.host}{path}", 301, "text/html; charset=iso-8859-1", body, site.server,
+                     extra_headers=[("Location", f"{base}{path}")])
+    return Fetch(kind, f"{base}/comments/load?post={token}", 500, "text/html; charset=utf-8",
+                 _error_page(500, "Internal Server Error", site.server), site.server)
+
+
+def _page_fetch(page: Page) -> Fetch:
+    charset = {"utf-8": "UTF-8", "iso-8859-1": "ISO-8859-1", "gbk": "GBK"}.get(page.charset, page.charset)
+    content_type = f"text/html; charset={charset}" if page.header_charset else "text/html"
+    # Two servers in three send Last-Modified (the publication day), as on the real web.
+    modified = _http_date(datetime.combine(page.published, datetime.min.time()))
+    extra = [("Last-Modified", modified)] if page.uid % 3 else []
+    return Fetch("page", page.url, 200, content_type, page.payload, page.site.server, page=page, extra_headers=extra)
+
+
+def _file_fetches(file_pages: list[Page], seed: int, file_index: int) -> list[Fetch]:
+    """Interleave one file's pages with non-article fetches and revisits; assign fetch times."""
+    rng = _rng(seed, "file", file_index)
+    sites = sorted({p.site.host: p.site for p in file_pages}.values(), key=lambda s: s.host) or [SITES[0]]
+    fetches = [_page_fetch(page) for page in file_pages]
+    for kind, count in EXTRA_FETCHES:
+        for _ in range(count):
+            fetches.insert(rng.randint(0, len(fetches)), _extra_fetch(rng, kind, rng.choice(sites)))
+    for _ in range(REVISITS_PER_FILE if file_pages else 0):
+        page_positions = [i for i, f in enumerate(fetches) if f.kind == "page"]
+        target = rng.choice(page_positions)
+        original = fetches[target]
+        revisit = Fetch("revisit", original.url, 200, original.content_type, b"", original.server, refers_to=original)
+        fetches.insert(rng.randint(target + 1, len(fetches)), revisit)
+    span = CRAWL_SPAN.total_seconds()
+    for i, fetch in enumerate(fetches):
+        offset = span * (i + 0.1 + 0.8 * rng.random()) / len(fetches)
+        fetch.when = CRAWL_START + timedelta(seconds=int(offset))
+    return fetches
+
+
+# =============================================================================
+# WARC serialisation
+# =============================================================================
+
+
+def _http_date(when: datetime) -> str:
+    return email.utils.format_datetime(when.replace(tzinfo=timezone.utc), usegmt=True)
+
+
+def _warc_date(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ip_for(host: str) -> str:
+    """Stable documentation-range address (RFC 5737) per host."""
+    digest = hashlib.sha256(host.encode("ascii")).digest()
+    return f"{('192.0.2', '198.51.100', '203.0.113')[digest[0] % 3]}.{digest[1] % 250 + 2}"
+
+
+def _payload_digest(body: bytes) -> str:
+    """Same format warcio writes: 'sha1:' + base32 of the SHA-1 digest."""
+    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
+
+
+class _WarcFileWriter:
+    """Writes records one gzip member each (as Common Crawl does) and tracks offsets.
+
+    warcio's gzip output has mtime 0 but zlib writes the platform's OS code
+    into byte 9 of every member header; it is normalised to 3 (Unix) so the
+    bytes do not depend on the machine that generated them.  The deflate
+    stream itself comes from the zlib Python links against: stock zlib is
+    stable across versions, a zlib-ng build would compress differently (the
+    decompressed records, and so everything downstream, stay identical).
+    """
+
+    def __init__(self, seed: int, pages: int, files: int, file_index: int) -> None:
+        self._builder = WARCWriter(io.BytesIO(), gzip=True, warc_version="1.0")
+        self._id_prefix = f"{seed}/{pages}/{files}/{file_index}"
+        self._counter = 0
+        self.chunks: list[bytes] = []
+        self.offset = 0
+
+    def new_id(self) -> str:
+        self._counter += 1
+        return f"<urn:uuid:{uuid.uuid5(RECORD_NAMESPACE, f'{self._id_prefix}/{self._counter}')}>"
+
+    def write(self, record: Any) -> tuple[int, int]:
+        """Append one record; returns (offset, length) of its gzip member."""
+        self._builder.out = io.BytesIO()
+        self._builder.write_record(record)
+        member = bytearray(self._builder.out.getvalue())
+        if member[:3] != b"\x1f\x8b\x08" or member[3] != 0:
+            raise RuntimeError("unexpected gzip member header from warcio")
+        member[9] = 3
+        start = self.offset
+        self.chunks.append(bytes(member))
+        self.offset += len(member)
+        return start, len(member)
+
+    def record(self, rec_type: str, uri: str, headers: dict[str, str], payload: bytes = b"",
+               http_headers: StatusAndHeaders | None = None, content_type: str = "") -> Any:
+        return self._builder.create_warc_record(uri, rec_type, payload=io.BytesIO(payload), length=len(payload),
+                                                warc_content_type=content_type, warc_headers_dict=headers,
+                                                http_headers=http_headers)
+
+    def revisit(self, uri: str, headers: dict[str, str], original: Fetch, http_headers: StatusAndHeaders) -> Any:
+        return self._builder.create_revisit_record(uri, _payload_digest(original.body), original.url,
+                                                   _warc_date(original.when), http_headers=http_headers,
+                                                   warc_headers_dict=headers)
+
+
+def _request_headers(fetch: Fetch) -> StatusAndHeaders:
+    parts = fetch.url.split("/", 3)
+    path = "/" + (parts[3] if len(parts) > 3 else "")
+    host = parts[2]
+    accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    return StatusAndHeaders(f"{path} HTTP/1.1", [
+        ("Host", host), ("User-Agent", USER_AGENT), ("Accept", accept),
+        ("Accept-Language", "en-US,en;q=0.5"), ("Accept-Encoding", "br,gzip"), ("Connection", "Keep-Alive")],
+        protocol="GET")
+
+
+def _response_headers(fetch: Fetch, length: int) -> StatusAndHeaders:
+    reasons = {200: "OK", 301: "Moved Permanently", 404: "Not Found", 500: "Internal Server Error"}
+    headers = [("Date", _http_date(fetch.when)), ("Server", fetch.server)]
+    if fetch.content_type:
+        headers.append(("Content-Type", fetch.content_type))
+    headers += [("Content-Length", str(length)), ("Connection", "close"), *fetch.extra_headers]
+    if fetch.kind in ("page", "revisit"):
+        headers += [("Cache-Control", "max-age=300, public"), ("Vary", "Accept-Encoding"),
+                    ("X-Frame-Options", "SAMEORIGIN")]
+    return StatusAndHeaders(f"{fetch.status} {reasons[fetch.status]}", headers, protocol="HTTP/1.1")
+
+
+def _write_fetch(writer: _WarcFileWriter, fetch: Fetch, warcinfo_id: str, seed: int) -> None:
+    """request, response (or revisit) and metadata records for one fetch, CC style."""
+    fetch.record_id = writer.new_id()
+    date_str = _warc_date(fetch.when)
+    common = {"WARC-Date": date_str}
+    request_id = writer.new_id()
+    writer.write(writer.record("request", fetch.url, {
+        "WARC-Type": "request", **common, "WARC-Record-ID": request_id, "WARC-Warcinfo-ID": warcinfo_id,
+        "WARC-IP-Address": _ip_for(fetch.url.split("/")[2]), "WARC-Concurrent-To": fetch.record_id},
+        http_headers=_request_headers(fetch)))
+    base = {"WARC-Date": date_str, "WARC-Record-ID": fetch.record_id, "WARC-Warcinfo-ID": warcinfo_id,
+            "WARC-IP-Address": _ip_for(fetch.url.split("/")[2])}
+    if fetch.kind == "revisit" and fetch.refers_to is not None:
+        http = _response_headers(fetch, len(fetch.refers_to.body))
+        writer.write(writer.revisit(fetch.url, {"WARC-Type": "revisit", **base}, fetch.refers_to, http))
+    else:
+        http = _response_headers(fetch, len(fetch.body))
+        identified = (fetch.content_type or "text/html").split(";")[0]
+        offset, length = writer.write(writer.record("response", fetch.url, {
+            "WARC-Type": "response", **base, "WARC-Identified-Payload-Type": identified}, fetch.body, http))
+        if fetch.page is not None:
+            fetch.page.record = {"record_id": fetch.record_id, "offset": offset, "length": length,
+                                 "warc_date": date_str}
+    fetch_ms = _rng(seed, "fetchms", fetch.record_id).randint(40, 2400)
+    meta = f"fetchTimeMs: {fetch_ms}\r\n"
+    if fetch.page is not None:
+        meta += f"charset-detected: {fetch.page.charset.upper()}\r\n"
+    writer.write(writer.record("metadata", fetch.url, {
+        "WARC-Type": "metadata", **common, "WARC-Record-ID": writer.new_id(), "WARC-Warcinfo-ID": warcinfo_id,
+        "WARC-Concurrent-To": fetch.record_id}, meta.encode("ascii"), content_type="application/warc-fields"))
+
+
+def _serialise_warc(name: str, fetches: list[Fetch], seed: int, pages: int, files: int, file_index: int) -> bytes:
+    writer = _WarcFileWriter(seed, pages, files, file_index)
+    warcinfo_id = writer.new_id()
+    info = (f"software: pipeline-demo-crawl-generator/{GENERATOR_VERSION}\r\n"
+            "format: WARC File Format 1.0\r\n"
+            "conformsTo: http://bibnum.bnf.fr/WARC/WARC_ISO_28500_version1_latestdraft.pdf\r\n"
+            f"isPartOf: {CRAWL_NAME}\r\n"
+            "description: Synthetic demo crawl built offline from hand-written text "
+            f"(pages={pages}, files={files}, seed={seed})\r\n"
+            "operator: pipeline demo\r\n"
+            "robots: checked via robots.txt\r\n"
+            f"http-header-user-agent: {USER_AGENT}\r\n"
+            "hostname: demo-crawler-01\r\n")
+    writer.write(writer.record("warcinfo", "", {
+        "WARC-Type": "warcinfo", "WARC-Date": _warc_date(CRAWL_START), "WARC-Record-ID": warcinfo_id,
+        "WARC-Filename": name}, info.encode("utf-8"), content_type="application/warc-fields"))
+    for fetch in fetches:
+        _write_fetch(writer, fetch, warcinfo_id, seed)
+    return b"".join(writer.chunks)
+
+
+# =============================================================================
+# Truth, manifest and files
+# =============================================================================
+
+
+def _truth_row(page: Page, warc_file: str) -> dict[str, Any]:
+    return {
+        "url": page.url, "warc_file": warc_file, "record_id": page.record["record_id"],
+        "offset": page.record["offset"], "length": page.record["length"], "warc_date": page.record["warc_date"],
+        "kind": page.kind, "lang": page.lang, "html_lang": page.html_lang, "charset": page.charset,
+        "topic": page.topic, "site": page.site.host, "title": page.title, "first_sentence": page.first_sentence,
+        "duplicate_of": page.duplicate_of.url if page.duplicate_of else None, "edits": page.edits,
+        "pii": sorted(page.pii), "pii_values": page.pii,
+    }
+
+
+def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+    """Write to a temporary name in the same directory, then rename over the target."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _sha256_file(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _params(pages: int, files: int, seed: int) -> dict[str, int]:
+    return {"pages": pages, "files": files, "seed": seed, "generator_version": GENERATOR_VERSION}
+
+
+def _is_up_to_date(out: pathlib.Path, params: dict[str, int]) -> bool:
+    """True when the manifest matches the parameters and every listed file is intact."""
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+        if manifest.get("params") != params:
+            return False
+        return all((out / entry["name"]).is_file() and _sha256_file(out / entry["name"]) == entry["sha256"]
+                   for entry in manifest["files"] + [manifest["truth"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _remove_stale_warcs(out: pathlib.Path, files: int) -> None:
+    """Delete demo-crawl WARCs left by an earlier run with more files (ours only)."""
+    for path in out.iterdir():
+        match = WARC_NAME_RE.match(path.name)
+        if match and int(match.group(1)) >= files:
+            path.unlink()
+
+
+def write_demo_crawl(
+    directory: str | os.PathLike[str], pages: int = 300, files: int = 2, seed: int = 0
+) -> list[pathlib.Path]:
+    """Write `files` WARC files named demo-crawl-{i:05d}.warc.gz into directory (created if needed) holding `pages`
+    HTML response pages in total (plus the extra non-HTML/request/metadata/revisit records), and a
+    `demo-crawl-truth.jsonl` file: one JSON line per HTML page with url, warc_file, record_id, kind
+    (article|near_duplicate|exact_duplicate|spam|pii|short|...), lang, duplicate_of (url or null), pii (list of the
+    PII types on the page), charset. Returns the WARC paths in order. Writing is atomic per file (write to a temp name
+    in the same directory, then os.replace). If all files already exist with the same parameters (keep a small
+    demo-crawl.json with the parameters and sha256 of each file) it returns them without rewriting.
+
+    Truth lines also carry offset/length of the response record's gzip member
+    (like the CC index), warc_date, html_lang (as declared, may be wrong or
+    null), topic, site, title, first_sentence, edits (for duplicates) and
+    pii_values.  Other kinds: toxic, repetitive, link_list, lorem_ipsum
+    (lang "la"), js_heavy.
+    """
+    if isinstance(pages, bool) or not isinstance(pages, int) or pages < 0:
+        raise ValueError(f"pages must be a non-negative int, got {pages!r}")
+    if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+        raise ValueError(f"files must be a positive int, got {files!r}")
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / WARC_NAME.format(index=i) for i in range(files)]
+    params = _params(pages, files, seed)
+    if _is_up_to_date(out, params):
+        return paths
+
+    plan = _plan_pages(pages, seed)
+    _attach_sidebars(plan, seed)
+    _render_payloads(plan, seed)
+    manifest_files, truth_lines = [], []
+    for index, path in enumerate(paths):
+        file_pages = plan[index * pages // files:(index + 1) * pages // files]
+        data = _serialise_warc(path.name, _file_fetches(file_pages, seed, index), seed, pages, files, index)
+        _atomic_write(path, data)
+        manifest_files.append({"name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                               "html_pages": len(file_pages)})
+        truth_lines += [json.dumps(_truth_row(page, path.name), ensure_ascii=False) for page in file_pages]
+    truth = "".join(line + "\n" for line in truth_lines).encode("utf-8")
+    _atomic_write(out / TRUTH_NAME, truth)
+    _remove_stale_warcs(out, files)
+    manifest = {"generator": "pipeline.demo_crawl", "crawl": CRAWL_NAME, "params": params, "files": manifest_files,
+                "truth": {"name": TRUTH_NAME, "sha256": hashlib.sha256(truth).hexdigest(), "bytes": len(truth)}}
+    _atomic_write(out / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: python -m pipeline.demo_crawl OUT_DIR --pages N --files F --seed S"""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.demo_crawl",
+                                     description="Write the deterministic offline demo crawl (WARC files + truth).")
+    parser.add_argument("out_dir", help="directory for demo-crawl-*.warc.gz, demo-crawl-truth.jsonl, demo-crawl.json")
+    parser.add_argument("--pages", type=int, default=300, help="HTML pages in total (default 300)")
+    parser.add_argument("--files", type=int, default=2, help="number of WARC files (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args(argv)
+    try:
+        paths = write_demo_crawl(args.out_dir, pages=args.pages, files=args.files, seed=args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,9 @@ from pathlib import Path
 from pipeline.config import ConfigError, RunConfig
 from pipeline.io.atomic import atomic_write_json
 from pipeline.io.lineage import source_name
+from dataclasses import replace
+
+from pipeline.io.archive_reader import NO_MEMBER
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
 
 MB = 1024 * 1024
@@ -65,3 +68,37 @@ def save_plan(path: Path, units: list[Unit]) -> None:
 
 def load_plan(path: Path) -> list[Unit]:
     return [Unit.from_dict(values) for values in json.loads(path.read_text())["units"]]
+
+
+def boundary_fixes(units: list[Unit], members: dict[str, dict]) -> list[Unit]:
+    """Units whose first record was found wrongly by scanning, with their proven start (see MemberSpan).
+
+    `members` maps a finished unit's id to its marker's {"first", "next"}. Within a file, the unit before a byte
+    range read its records sequentially past its end, so its "next" is where the range's first record truly is
+    (or, past the range, that no record starts there). Only the first wrong unit of each file is returned: the
+    units after it can be checked once it has been read again.
+    """
+    fixes = []
+    for file_units in _units_by_file(units):
+        expected: int | None = None  # the proven start of the next record; None: unknown
+        for unit in file_units:
+            span = members.get(unit.id)
+            if span is None:
+                break
+            if expected is not None and unit.start > 0:
+                proven = expected if expected < unit.end else NO_MEMBER
+                found = span["first"] if span["first"] is not None else NO_MEMBER
+                if found != proven:
+                    fixes.append(replace(unit, first_member=proven))
+                    break
+            if span["first"] is not None or expected is None:
+                expected = span["next"]
+    return fixes
+
+
+def _units_by_file(units: list[Unit]) -> list[list[Unit]]:
+    by_file: dict[str, list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.layout == "gzip_members":
+            by_file[unit.path].append(unit)
+    return [sorted(file_units, key=lambda unit: unit.start) for file_units in by_file.values() if len(file_units) > 1]

@@ -11,6 +11,7 @@ with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ import ray.data
 
 from pipeline.config import RunConfig
 from pipeline.io.units import Unit
-from pipeline.plan import load_plan, plan_units, save_plan
+from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
 from pipeline.run_dir import RunDir, prepare_run_dir
 from pipeline.stats import StageTally, accounting_problems, merge_tallies, write_run_stats
@@ -84,8 +85,8 @@ class RayUnitWorker:
 
     def __call__(self, batch: dict) -> dict:
         unit_ids, errors = [], []
-        for values in _rows(batch):
-            unit = Unit.from_dict(values)
+        for encoded in batch["unit"]:
+            unit = Unit.from_dict(json.loads(str(encoded)))
             try:
                 self.worker.process(unit, report=lambda unit_id, stages: self.board.report.remote(unit_id, stages))
                 errors.append("")
@@ -96,16 +97,6 @@ class RayUnitWorker:
 
     def __del__(self) -> None:
         self.worker.close()
-
-
-def _rows(batch: dict) -> list[dict]:
-    columns = {name: list(values) for name, values in batch.items()}
-    count = len(next(iter(columns.values()))) if columns else 0
-    return [{name: _plain(values[i]) for name, values in columns.items()} for i in range(count)]
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def run_pipeline(
@@ -124,7 +115,13 @@ def run_pipeline(
     pending = [unit for unit in units if not run.is_done(unit.id)]
     failed: dict[str, str] = {}
     if pending:
-        failed = _process_units(pending, config, run, address or config.ray.address, show_progress)
+        started_here = _connect(config, address or config.ray.address)
+        try:
+            failed = _process_units(pending, config, run, show_progress)
+            units = _fix_unit_boundaries(units, config, run, failed)
+        finally:
+            if started_here:
+                ray.shutdown()
     markers = [run.read_marker(unit.id) for unit in units if run.is_done(unit.id)]
     funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
     result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started)
@@ -156,48 +153,61 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
     }
 
 
-def _process_units(
-    units: list[Unit], config: RunConfig, run: RunDir, address: str | None, show_progress: bool
-) -> dict[str, str]:
-    """Process units on Ray; returns {unit id: error} for the units that failed."""
-    started_here = _connect(config, address)
+def _fix_unit_boundaries(units: list[Unit], config: RunConfig, run: RunDir, failed: dict[str, str]) -> list[Unit]:
+    """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
+    for _ in range(len(units)):
+        spans = {unit.id: run.read_marker(unit.id)["members"] for unit in units if run.is_done(unit.id)}
+        fixes = boundary_fixes(units, spans)
+        if not fixes:
+            break
+        for unit in fixes:
+            for path in (run.marker(unit.id), run.document_part(unit.id), run.reject_part(unit.id)):
+                path.unlink(missing_ok=True)
+        fixed = {unit.id: unit for unit in fixes}
+        units = [fixed.get(unit.id, unit) for unit in units]
+        save_plan(run.plan_file, units)
+        failed.update(_process_units(fixes, config, run, show_progress=False))
+    return units
+
+
+def _process_units(units: list[Unit], config: RunConfig, run: RunDir, show_progress: bool) -> dict[str, str]:
+    """Process units on the connected Ray; returns {unit id: error} for the units that failed."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    workers = min(len(units), config.ray.workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+    board = ProgressBoard.remote()
+    # Units travel as JSON text: column type inference would turn a column of None into NaN floats.
+    dataset = ray.data.from_items(
+        [{"unit": json.dumps(unit.to_dict())} for unit in units], override_num_blocks=len(units)
+    )
+    results = dataset.map_batches(
+        RayUnitWorker,
+        fn_constructor_kwargs={"config": config.resolved(), "run_dir": str(run.root.resolve()), "board": board},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+    )
+    failed: dict[str, str] = {}
+    done = [0]
+    printer = ProgressPrinter(len(units)) if show_progress else None
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll_progress, args=(board, printer, done, stop), daemon=True)
+    if printer is not None:
+        poller.start()
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        workers = min(len(units), config.ray.workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
-        board = ProgressBoard.remote()
-        dataset = ray.data.from_items([unit.to_dict() for unit in units], override_num_blocks=len(units))
-        results = dataset.map_batches(
-            RayUnitWorker,
-            fn_constructor_kwargs={"config": config.resolved(), "run_dir": str(run.root.resolve()), "board": board},
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
-        )
-        failed: dict[str, str] = {}
-        done = [0]
-        printer = ProgressPrinter(len(units)) if show_progress else None
-        stop = threading.Event()
-        poller = threading.Thread(target=_poll_progress, args=(board, printer, done, stop), daemon=True)
-        if printer is not None:
-            poller.start()
-        try:
-            for row in results.iter_rows():
-                done[0] += 1
-                if row["error"]:
-                    failed[str(row["unit"])] = str(row["error"])
-        finally:
-            stop.set()
-            if printer is not None:
-                poller.join()
-                printer.update(ray.get(board.totals.remote()), done[0])
-                printer.finish()
-        return failed
+        for row in results.iter_rows():
+            done[0] += 1
+            if row["error"]:
+                failed[str(row["unit"])] = str(row["error"])
     finally:
-        if started_here:
-            ray.shutdown()
+        stop.set()
+        if printer is not None:
+            poller.join()
+            printer.update(ray.get(board.totals.remote()), done[0])
+            printer.finish()
+    return failed
 
 
 def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threading.Event) -> None:
@@ -217,8 +227,7 @@ def _connect(config: RunConfig, address: str | None) -> bool:
         ray.init(address=address, logging_level=logging.WARNING)
         return True
     object_store_mb = config.ray.object_store_mb or LOCAL_OBJECT_STORE_MB
-    ray.init(
-        num_cpus=os.cpu_count(),
+    ray.init(  # CPUs: Ray's own count, which honours container (cgroup) limits
         include_dashboard=False,
         object_store_memory=object_store_mb * 1024 * 1024,
         logging_level=logging.WARNING,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import RunConfig
-from pipeline.io.archive_reader import ReadOptions
+from pipeline.io.archive_reader import MemberSpan, ReadOptions
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json
 from pipeline.io.text_reader import TextFields
 from pipeline.io.units import Unit, read_unit
@@ -74,8 +74,9 @@ class UnitWorker:
             else None
         )
         writers = [writer for writer in (documents, rejects) if writer is not None]
+        span = MemberSpan()
         try:
-            for records, read_seconds in self._record_batches(unit):
+            for records, read_seconds in self._record_batches(unit, span):
                 kept = self._account(tallies[0], records, read_seconds, rejects=None)
                 for stage, tally in zip(self.stages, tallies[1:]):
                     if not kept.num_rows:
@@ -102,14 +103,15 @@ class UnitWorker:
             "documents": documents.rows,
             "rejects": rejects.rows if rejects is not None else None,
             "seconds": round(time.perf_counter() - started, 4),
+            "members": {"first": span.first, "next": span.next},
             "stages": [tally.to_dict() for tally in tallies],
         }
         atomic_write_json(self.run_dir.marker(unit.id), marker)
         return marker
 
-    def _record_batches(self, unit: Unit) -> Iterator[tuple[pa.Table, float]]:
+    def _record_batches(self, unit: Unit, span: MemberSpan) -> Iterator[tuple[pa.Table, float]]:
         """The unit's records as Arrow batches, bounded by rows and by payload bytes, with the time spent reading."""
-        rows_iter = read_unit(unit, self.read_options, self.text_fields)
+        rows_iter = read_unit(unit, self.read_options, self.text_fields, span)
         while True:
             started = time.perf_counter()
             rows: list[dict] = []

@@ -20,7 +20,7 @@ from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
 class StageConfig(BaseModel):
     """Base of every stage's settings: unknown keys are errors, so a typo cannot silently keep a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class Stage:

@@ -98,32 +98,65 @@ def _holds_one_record(content: bytes) -> bool:
     return complete and not rest.strip()
 
 
+@dataclass
+class MemberSpan:
+    """Where a unit's reading of a record-per-member file began, and where the record after its last one starts.
+
+    A unit that does not start at 0 finds its first record by scanning for a gzip member; a member stored verbatim
+    inside another record's payload (a crawled .warc.gz) can fool the scan. The previous unit reads sequentially
+    past its end and so knows the true next record: comparing the two (`pipeline.plan.boundary_fixes`) catches the
+    rare wrong start exactly, and the unit is read again from the proven offset.
+    """
+
+    first: int | None = None  # offset of the first member read; None when no record starts in the range
+    next: int | None = None  # offset right after the last member read; None when unknown (damage, end of file)
+
+
+SCAN = None  # `first_member` value: find the first member by scanning from `start`
+NO_MEMBER = -1  # `first_member` value: proven that no record starts in the range
+
+
 def read_archive(
-    fh: BinaryIO, source: str, layout: Layout, start: int, end: int, options: ReadOptions
+    fh: BinaryIO,
+    source: str,
+    layout: Layout,
+    start: int,
+    end: int,
+    options: ReadOptions,
+    first_member: int | None = SCAN,
+    span: MemberSpan | None = None,
 ) -> Iterator[dict]:
     """Rows for the records whose first byte lies in [start, end) (a whole file for non-member layouts)."""
     if layout == "gzip_members":
-        yield from _read_members(fh, source, start, end, options)
+        yield from _read_members(fh, source, start, end, options, first_member, span or MemberSpan())
     else:
         yield from _read_stream(fh, source, layout, options)
 
 
-def _read_members(fh: BinaryIO, source: str, start: int, end: int, options: ReadOptions) -> Iterator[dict]:
+def _read_members(
+    fh: BinaryIO, source: str, start: int, end: int, options: ReadOptions, first_member: int | None, span: MemberSpan
+) -> Iterator[dict]:
     cap = options.max_payload_bytes + _HEADER_ALLOWANCE
-    position = start if start == 0 else next_member_start(fh, start, end, looks_like_record_start)
+    if first_member is not SCAN:
+        position = None if first_member == NO_MEMBER else first_member
+    else:
+        position = start if start == 0 else next_member_start(fh, start, end, looks_like_record_start)
+    span.first = position if position is not None and position < end else None
     while position is not None and position < end:
         try:
             member = inflate_member(fh, position, cap)
         except DamagedMember as damage:
             yield _error_row(source, position, "damaged_gzip", damage.reason)
+            span.next = None
             position = next_member_start(fh, position + 1, end, looks_like_record_start)
             continue
         yield from _rows_of_member(member, source, options)
-        position = member.end
+        position = span.next = member.end
 
 
 def _rows_of_member(member, source: str, options: ReadOptions) -> Iterator[dict]:
-    """A member normally holds one record; every record in it gets the member's offset."""
+    """A member normally holds one record. In the rare member holding several, the later ones get the member's
+    offset plus their index, so that ids stay unique; they cannot be reached by seeking anyway."""
     iterator = ArchiveIterator(io.BytesIO(member.content))
     produced = 0
     try:
@@ -135,38 +168,26 @@ def _rows_of_member(member, source: str, options: ReadOptions) -> Iterator[dict]
 
 
 def _read_stream(fh: BinaryIO, source: str, layout: Layout, options: ReadOptions) -> Iterator[dict]:
-    if layout == "gzip_stream":
-        yield from _read_gzip_stream(fh, source, options)
-        return
+    """Sequential reading; after a malformed record, scan for the next record header and go on."""
+    stream: BinaryIO = ConcatenatedGzipReader(fh) if layout == "gzip_stream" else fh
     position: int | None = 0
     while position is not None:
-        fh.seek(position)
-        iterator = ArchiveIterator(fh)
+        stream.seek(position)
+        iterator = ArchiveIterator(stream)
         try:
             for record in iterator:
                 yield _row_of_record(record, source, iterator.offset, options, content_capped=False)
-            return
+            position = None
         except _PARSE_ERRORS as exc:
             yield _error_row(source, iterator.offset, _error_name(exc), _first_line(exc))
-            position = _next_plain_record(fh, iterator.offset + 1)
-
-
-def _read_gzip_stream(fh: BinaryIO, source: str, options: ReadOptions) -> Iterator[dict]:
-    """Whole-file gzip: every record that decompresses is read; damage ends the file with one error row."""
-    stream = ConcatenatedGzipReader(fh)
-    iterator = ArchiveIterator(stream)
-    try:
-        for record in iterator:
-            yield _row_of_record(record, source, iterator.offset, options, content_capped=False)
-    except _PARSE_ERRORS as exc:
-        yield _error_row(source, iterator.offset, _error_name(exc), _first_line(exc))
-        return
-    if stream.damage is not None:
+            position = _next_plain_record(stream, iterator.offset + 1)
+    damage = getattr(stream, "damage", None)
+    if damage is not None:
         yield _error_row(
             source,
-            stream.tell(),
+            stream.seek(1 << 62),  # the end of what could be decompressed
             "damaged_gzip",
-            f"{stream.damage.reason} at compressed byte {stream.damage.offset}; decompressed data ends here",
+            f"{damage.reason} at compressed byte {damage.offset}; the data after it is lost",
         )
 
 
@@ -200,6 +221,8 @@ def _row_of_record(
         record_id=headers.get_header("WARC-Record-ID"),
     )
     row["drop_reason"] = _skip_reason(record, options)
+    if row["drop_reason"] == "too_large":
+        row["payload_bytes"] = record.length  # the WARC block length: the payload was never read
     if row["drop_reason"] is None:
         payload = record.content_stream().read(options.max_payload_bytes + 1)
         row["payload_bytes"] = len(payload)

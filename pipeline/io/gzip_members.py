@@ -131,11 +131,15 @@ class ConcatenatedGzipReader(io.RawIOBase):
 
     Unlike `gzip.GzipFile`, which raises on a truncated or corrupt stream and loses the data it had buffered, this
     returns every byte that could be decompressed and then ends; `damage` says where and why it stopped early.
+    Seeking backwards decompresses again from the start: readers seek only to resynchronise after a bad record.
     """
 
     def __init__(self, fh: BinaryIO):
         super().__init__()
         self._fh = fh
+        self._rewind()
+
+    def _rewind(self) -> None:
         self._fh.seek(0)
         self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
         self._member_start = 0
@@ -148,7 +152,19 @@ class ConcatenatedGzipReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
     def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("only absolute seeks")
+        if offset < self._position:
+            self._rewind()
+        while self._position < offset and self.read(min(offset - self._position, 1 << 20)):
+            pass
         return self._position
 
     def read(self, size: int = -1) -> bytes:
@@ -159,6 +175,12 @@ class ConcatenatedGzipReader(io.RawIOBase):
         out, self._pending = self._pending[:size], self._pending[size:]
         self._position += len(out)
         return out
+
+    def readline(self, size: int = -1) -> bytes:
+        while not self._ended and b"\n" not in self._pending:
+            self._inflate_more()
+        cut = self._pending.find(b"\n") + 1 or len(self._pending)
+        return self.read(cut if size < 0 else min(cut, size))
 
     def _inflate_more(self) -> None:
         chunk = self._fh.read(_STREAM_CHUNK)

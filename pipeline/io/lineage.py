@@ -35,11 +35,12 @@ def _host_and_domain(host: str) -> tuple[str, str]:
 
 
 def host_and_domain(url: str | None) -> tuple[str | None, str | None]:
-    """Lower-cased host (no port, no credentials) and registered domain (eTLD+1, e.g. bbc.co.uk)."""
+    """Lower-cased host (no port, no credentials) and registered domain (eTLD+1, e.g. bbc.co.uk) of a web URL."""
     if not url:
         return None, None
     try:
-        host = urlsplit(url.strip()).hostname
+        parts = urlsplit(url.strip())
+        host = parts.hostname if parts.scheme.lower() in ("http", "https") else None
     except ValueError:
         return None, None
     if not host:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -44,7 +45,7 @@ def read_jsonl(
             if line.strip():
                 yield _row_of_line(line, source, position, fields)
             position += len(line)
-    except (OSError, EOFError) as exc:  # damaged gzip: keep what came before, count the rest as one error
+    except (OSError, EOFError, zlib.error) as exc:  # damaged gzip: keep what came before, count the rest as one error
         yield _failed(source, position, "damaged_gzip", " ".join(str(exc).split()))
 
 

@@ -9,7 +9,6 @@ file keeps every worker busy; a record belongs to the range holding its first by
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import math
 import os
@@ -17,8 +16,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Iterator, Literal
 
-from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
-from pipeline.io.gzip_members import is_gzip
+from pipeline.io.archive_reader import MemberSpan, ReadOptions, probe_layout, read_archive
+from pipeline.io.gzip_members import ConcatenatedGzipReader, is_gzip
 from pipeline.io.text_reader import TextFields, parquet_row_group_sizes, read_jsonl, read_parquet
 
 Format = Literal["warc", "jsonl", "parquet"]
@@ -46,6 +45,9 @@ class Unit:
     layout: str
     start: int
     end: int
+    # Record-per-member archives: where the first record is, once proven by the previous unit (see MemberSpan);
+    # None: found by scanning from `start`.
+    first_member: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,9 +60,10 @@ class Unit:
 def expand_paths(pattern: str) -> list[str]:
     """Absolute paths of the files matching a path, a glob, or every file under a directory, sorted."""
     if os.path.isdir(pattern):
-        found = [
-            os.path.join(root, name) for root, _, names in os.walk(pattern) for name in names if not name.startswith(".")
-        ]
+        found = []
+        for root, directories, names in os.walk(pattern):
+            directories[:] = sorted(d for d in directories if not d.startswith("."))  # as ** globs do
+            found += [os.path.join(root, name) for name in names if not name.startswith(".")]
     else:
         found = [path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path)]
     return sorted(os.path.abspath(path) for path in found)
@@ -75,13 +78,11 @@ def detect_format(path: str) -> Format:
         if name.endswith(suffix):
             return fmt
     with open(path, "rb") as fh:
-        head = fh.read(4)
-        if head == b"PAR1":
+        head = fh.read(64)
+        if head.startswith(b"PAR1"):
             return "parquet"
         if is_gzip(fh):
-            head = gzip.GzipFile(fileobj=fh).read(64)
-        elif head:
-            head += fh.read(60)
+            head = ConcatenatedGzipReader(fh).read(64)  # damaged data gives fewer bytes, never an exception
     return "jsonl" if head.lstrip().startswith(b"{") else "warc"
 
 
@@ -126,11 +127,15 @@ def _file_tag(path: str) -> str:
     return f"{stem}-{hashlib.blake2b(os.path.abspath(path).encode(), digest_size=3).hexdigest()}"
 
 
-def read_unit(unit: Unit, options: ReadOptions, fields: TextFields) -> Iterator[dict]:
-    """Every record of a unit as a row, in file order."""
+def read_unit(
+    unit: Unit, options: ReadOptions, fields: TextFields, span: MemberSpan | None = None
+) -> Iterator[dict]:
+    """Every record of a unit as a row, in file order; `span` receives where an archive unit's reading went."""
     with open(unit.path, "rb") as fh:
         if unit.format == "warc":
-            yield from read_archive(fh, unit.path, unit.layout, unit.start, unit.end, options)
+            yield from read_archive(
+                fh, unit.path, unit.layout, unit.start, unit.end, options, unit.first_member, span
+            )
         elif unit.format == "jsonl":
             compressed = unit.layout == "gzip"  # a gzip JSONL is one unit: its offsets are uncompressed
             yield from read_jsonl(fh, unit.path, compressed, unit.start, None if compressed else unit.end, fields)

@@ -1,0 +1,23 @@
+"""The README's config reference is generated from the config models; it must match the code."""
+
+from pipeline.config import ConfigError, load_config
+from pipeline.config_reference import END, START, markdown
+
+from conftest import REPO
+
+
+def test_readme_config_reference_matches_the_config_models():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert block == markdown().strip(), "run: python -m pipeline.config_reference --update"
+
+
+def test_every_shipped_config_is_valid_apart_from_paths_to_the_users_files():
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            problems = str(exc).split(": ", 1)[1].split("; ")
+            assert all("matches no file" in problem for problem in problems), str(exc)

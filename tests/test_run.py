@@ -1,0 +1,227 @@
+"""End to end on a real local Ray: real pages in, Parquet out, every record accounted for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import load_config
+from pipeline.run_dir import RunDirConflict
+from pipeline.runner import run_pipeline
+from pipeline.stats import accounting_problems
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(path: Path, **values) -> Path:
+    import yaml
+
+    document = {"name": "test", "stages": ["extract"], **values}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def run(tmp_path: Path, inputs: list[str], input_options: dict | None = None, **values):
+    config_file = write_config(tmp_path / "config.yaml", input={"paths": inputs, **(input_options or {})}, **values)
+    config = load_config(config_file, output=str(tmp_path / "run"))
+    return run_pipeline(config, show_progress=False)
+
+
+def documents(run_dir: Path) -> pd.DataFrame:
+    return ds.dataset(run_dir / "documents", format="parquet").to_table().to_pandas()
+
+
+def by_stage(result) -> dict:
+    return {tally.stage: tally for tally in result.funnel}
+
+
+def test_real_pages_are_extracted_and_every_record_is_accounted_for(tmp_path, data_dir, local_ray):
+    warcs = sorted(str(p) for p in (data_dir / "warc" / "derived_real_html").glob("*.warc.gz"))
+    result = run(tmp_path, warcs, rejects=True)
+    stages = by_stage(result)
+
+    assert result.ok and not accounting_problems(result.funnel)
+    read, extract = stages["read"], stages["extract"]
+    assert read.rows_in == 879 + len(warcs)  # every page plus one warcinfo record per file
+    assert read.dropped == {"record_type:warcinfo": len(warcs)}
+    assert read.rows_in == extract.kept + read.dropped_total + read.failed_total + extract.dropped_total + extract.failed_total
+    assert extract.rows_in == 879
+    assert extract.kept >= 0.95 * 879
+
+    docs = documents(result.run_dir)
+    assert len(docs) == extract.kept and docs["id"].is_unique
+    assert docs["text"].str.strip().str.len().gt(0).all()
+    assert {"id", "url", "domain", "source", "offset", "date", "payload_bytes", "text"} <= set(docs.columns)
+    rejects = ds.dataset(result.run_dir / "rejects", format="parquet").to_table().to_pandas()
+    assert len(rejects) == extract.dropped_total + extract.failed_total
+    assert set(rejects["stage"]) <= {"extract"}
+
+    funnel = pd.read_parquet(result.run_dir / "stats" / "funnel.parquet")
+    assert funnel.set_index("stage").loc["extract", "kept"] == extract.kept
+    summary = json.loads((result.run_dir / "stats" / "summary.json").read_text())
+    assert summary["records_read"] == read.rows_in and summary["accounting_problems"] == []
+
+    include, exclude = extraction_quality(data_dir, docs)
+    assert include >= 0.80, f"must-include snippets found: {include:.3f}"
+    assert exclude <= 0.15, f"must-exclude snippets present: {exclude:.3f}"
+
+
+def extraction_quality(data_dir: Path, docs: pd.DataFrame) -> tuple[float, float]:
+    """Share of English and German must-include snippets in our text, and of must-exclude ones (trafilatura eval).
+
+    The page language is that of its must-include snippets, by fastText lid.176.
+    """
+    import fasttext
+
+    gold = json.loads((data_dir / "extraction" / "trafilatura_eval" / "evaldata.json").read_text())
+    model = fasttext.load_model(str(data_dir / "models" / "lid176" / "lid.176.ftz"))
+    text_by_record = dict(zip(docs["record_id"], docs["text"]))
+    found = total = leaked = boilerplate = 0
+    for line in (data_dir / "warc" / "derived_real_html" / "index.jsonl").read_text().splitlines():
+        page = json.loads(line)
+        if page["source"] != "trafilatura_eval":
+            continue
+        snippets = gold[page["gold_ref"].split(" | ")[0]]
+        labels, _ = model.predict([" ".join(snippets["with"]).replace("\n", " ")])
+        if labels[0][0] not in ("__label__en", "__label__de"):
+            continue
+        text = text_by_record.get(page["record_id"]) or ""
+        found += sum(snippet in text for snippet in snippets["with"])
+        total += len(snippets["with"])
+        leaked += sum(snippet in text for snippet in snippets["without"])
+        boilerplate += len(snippets["without"])
+    assert total > 1500 and boilerplate > 1500  # the English and German pages are most of the set
+    return found / total, leaked / boilerplate
+
+
+ORIGINAL_WARC = ("cc_resiliparse", "CC-MAIN-2020-34-excerpt.warc.gz")
+DAMAGE_AT = 0.5
+
+
+def damaged_copies(data_dir: Path, directory: Path) -> dict[str, Path]:
+    """A real Common Crawl WARC damaged in known ways: cut short, and 200 bytes zeroed inside a member."""
+    directory.mkdir()
+    original = data_dir.joinpath("warc", *ORIGINAL_WARC).read_bytes()
+    cut = directory / "cut-short.warc.gz"
+    cut.write_bytes(original[: len(original) * 6 // 10])
+    zeroed = directory / "zeroed-member.warc.gz"
+    middle = int(len(original) * DAMAGE_AT)
+    zeroed.write_bytes(original[:middle] + bytes(200) + original[middle + 200:])
+    return {"cut": cut, "zeroed": zeroed}
+
+
+def test_malformed_and_old_archives_go_through_with_errors_counted_where_they_happened(tmp_path, data_dir, local_ray):
+    damaged = damaged_copies(data_dir, tmp_path / "damaged")
+    inputs = [str(p) for p in (data_dir / "warc" / "robustness_warcio").iterdir() if p.name != "SOURCE.txt"]
+    inputs += [str(data_dir / "warc" / "aut_heritrix" / "IAH-archive.org-2008.warc.gz")]
+    inputs += [str(p) for p in damaged.values()] + [str(data_dir.joinpath("warc", *ORIGINAL_WARC))]
+    result = run(tmp_path, inputs)
+    stages = by_stage(result)
+
+    assert result.ok and not accounting_problems(result.funnel)
+    read = stages["read"]
+    assert read.failed["damaged_gzip"] == 2
+    examples = [ex for ex in read.examples if ex["reason"] == "damaged_gzip"]
+    assert {Path(ex["source"]).name for ex in examples} == {"cut-short.warc.gz", "zeroed-member.warc.gz"}
+    assert all(ex["offset"] > 0 for ex in examples)
+    for reason in ("record_type:request", "record_type:revisit", "not_html", "http_status:404", "not_http"):
+        assert read.dropped[reason] > 0, reason
+
+    docs = documents(result.run_dir)
+    kept_per_file = docs.groupby(docs["source"].map(lambda s: Path(s).name)).size()
+    assert kept_per_file["IAH-archive.org-2008.warc.gz"] > 50  # the 2008 WARC/0.17 crawl is read
+    intact = docs[docs["source"].str.endswith(ORIGINAL_WARC[1])]
+    zeroed = docs[docs["source"].str.endswith("zeroed-member.warc.gz")]
+    cut = docs[docs["source"].str.endswith("cut-short.warc.gz")]
+    # One damaged member costs at most its own page; the pages after the damage are read again.
+    assert set(zeroed["record_id"]) <= set(intact["record_id"]) and len(zeroed) >= len(intact) - 1
+    damage_offset = int(Path(damaged["zeroed"]).stat().st_size * DAMAGE_AT)
+    assert (zeroed["offset"] > damage_offset).sum() == (intact["offset"] > damage_offset).sum()
+    assert set(cut["record_id"]) < set(intact["record_id"]) and len(cut) > 0
+    for name in ("example-bad-non-chunked.warc.gz", "example-wrong-chunks.warc.gz", "example.arc", "example.arc.gz"):
+        assert kept_per_file[name] == 1, name
+
+
+def test_text_corpora_are_reprocessed_with_their_ids(tmp_path, local_ray):
+    corpus = tmp_path / "corpus.jsonl"
+    lines = [json.dumps({"id": f"doc-{i}", "text": f"document number {i}", "url": f"https://site{i % 3}.example.com/"})
+             for i in range(50)]
+    corpus.write_text("\n".join(lines[:20] + ["{not json"] + lines[20:]) + "\n")
+    result = run(tmp_path, [str(corpus)])
+    stages = by_stage(result)
+    assert stages["read"].failed == {"invalid_json": 1}
+    docs = documents(result.run_dir)
+    assert sorted(docs["id"]) == sorted(f"doc-{i}" for i in range(50))
+    assert set(docs["domain"]) == {"example.com"}
+
+
+def test_a_rerun_resumes_and_rebuilds_only_what_is_missing(tmp_path, data_dir, local_ray):
+    inputs = [str(p) for p in (data_dir / "warc" / "dolma_wget").glob("*.warc.gz")]
+    first = run(tmp_path, inputs, input_options={"unit_mb": 0.05})
+    before = documents(first.run_dir).sort_values("id").reset_index(drop=True)
+    assert first.units_total > 2
+
+    again = run(tmp_path, inputs, input_options={"unit_mb": 0.05})
+    assert again.units_resumed == again.units_total
+
+    markers = sorted((first.run_dir / "_done").glob("*.json"))
+    lost = markers[1]
+    (first.run_dir / "documents" / f"part-{lost.stem}.parquet").unlink()
+    lost.unlink()
+    resumed = run(tmp_path, inputs, input_options={"unit_mb": 0.05})
+    assert resumed.units_resumed == resumed.units_total - 1
+    after = documents(resumed.run_dir).sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+    assert [t.to_dict()["kept"] for t in resumed.funnel] == [t.to_dict()["kept"] for t in first.funnel]
+
+
+def test_a_run_directory_is_not_mixed_with_another_config(tmp_path, data_dir, local_ray):
+    inputs = [str(data_dir / "warc" / "cc_jwarc" / "cc.warc.gz")]
+    run(tmp_path, inputs)
+    with pytest.raises(RunDirConflict, match=r"stages\[0\].extract.favor"):
+        run(tmp_path, inputs, stages=[{"extract": {"favor": "recall"}}])
+
+
+def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def test_a_config_error_exits_2_with_one_clear_line(tmp_path):
+    bad = write_config(tmp_path / "bad.yaml", input={"paths": ["/nowhere/*.warc.gz"]},
+                       stages=[{"extract": {"favor": "fastest"}}])
+    completed = cli("run", "--config", str(bad))
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(bad) in lines[0] and "input.paths" in lines[0] and "stages[0].extract.favor" in lines[0]
+
+
+def test_quickstart_runs_offline_and_its_output_reads_back(tmp_path):
+    output = tmp_path / "quickstart"
+    completed = cli("run", "--config", "configs/quickstart.yaml", "--output", str(output), "--quiet")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "documents in" in completed.stdout
+    docs = pd.read_parquet(output / "documents")
+    table = pq.read_table(output / "documents")
+    assert len(docs) == table.num_rows > 100
+    summary = json.loads((output / "stats" / "summary.json").read_text())
+    assert summary["documents"] == len(docs) and summary["accounting_problems"] == []
+    shown = cli("stats", str(output))
+    assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
+
+
+def test_stats_of_a_directory_that_is_not_a_run_is_an_error(tmp_path):
+    completed = cli("stats", str(tmp_path))
+    assert completed.returncode == 2 and "no statistics" in completed.stderr
+
