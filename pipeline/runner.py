@@ -115,7 +115,7 @@ def run_pipeline(
     pending = [unit for unit in units if not run.is_done(unit.id)]
     failed: dict[str, str] = {}
     if pending:
-        started_here = _connect(config, address or config.ray.address)
+        started_here = connect_ray(config, address or config.ray.address)
         try:
             failed = _process_units(pending, config, run, show_progress)
             units = _fix_unit_boundaries(units, config, run, failed)
@@ -215,7 +215,7 @@ def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threa
         printer.update(ray.get(board.totals.remote()), done[0])
 
 
-def _connect(config: RunConfig, address: str | None) -> bool:
+def connect_ray(config: RunConfig, address: str | None) -> bool:
     """Join the given cluster, or start an embedded local Ray; True when this call started it."""
     if ray.is_initialized():
         return False

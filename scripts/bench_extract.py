@@ -25,7 +25,7 @@ Both sides should find about the same number of documents with non-empty text; t
 or two (a per-document time limit applies there only). This is a benchmark, not a test: it asserts nothing.
 
     python scripts/bench_extract.py [--input GLOB] [--workers N] [--favor precision|balanced|recall]
-                                    [--fallback] [--repeat K] [--json PATH]
+                                    [--fallback] [--repeat K] [--copies N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -45,7 +46,7 @@ import ray
 
 from pipeline.config import RunConfig
 from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
-from pipeline.runner import RunResult, _connect, run_pipeline
+from pipeline.runner import RunResult, connect_ray, run_pipeline
 from pipeline.stats import StageTally, accounting_problems
 from pipeline.summary import records_read
 from stages.extract import ExtractConfig, make_extractor
@@ -106,10 +107,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--favor", choices=("precision", "balanced", "recall"), default="precision")
     parser.add_argument("--fallback", action="store_true", help="extract.fallback: also run readability/jusText")
     parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best is reported (default 1)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="read each input file this many times (copies under new names, so new document ids): "
+                        "a bigger job, where start-up weighs less (default 1)")
     parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.copies < 1:
+        parser.error("--copies must be at least 1")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     return args
@@ -120,6 +126,23 @@ def resolve_inputs(pattern: str) -> list[str]:
     if not files:
         sys.exit(f"error: --input {pattern!r} matches no file")
     return files
+
+
+def multiply_inputs(files: list[str], copies: int, directory: Path) -> list[str]:
+    """The inputs plus `copies - 1` hard links (or copies) of each under new names: same pages, new ids."""
+    if copies == 1:
+        return files
+    directory.mkdir()
+    multiplied = list(files)
+    for copy in range(1, copies):
+        for path in files:
+            target = directory / f"copy{copy}-{os.path.basename(path)}"
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+            multiplied.append(str(target))
+    return multiplied
 
 
 def extract_settings(args: argparse.Namespace) -> ExtractConfig:
@@ -197,7 +220,7 @@ def start_ray_like_runner(files: list[str], settings: ExtractConfig, args: argpa
     """Start Ray with the runner's own connect function (same arguments); returns the seconds it took."""
     config = build_config(files, tmp / "unused", settings, args.workers)
     started = time.perf_counter()
-    _connect(config, None)
+    connect_ray(config, None)
     return time.perf_counter() - started
 
 
@@ -318,10 +341,10 @@ def figures_json(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    files = resolve_inputs(args.input)
     settings = extract_settings(args)
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp_name:
         tmp = Path(tmp_name)
+        files = multiply_inputs(resolve_inputs(args.input), args.copies, tmp / "copies")
         print(f"Pipeline incl. Ray start-up ({args.repeat} run(s))...", flush=True)
         cold = best([time_pipeline_with_startup(files, settings, args, tmp, run) for run in range(args.repeat)])
         print(f"Pipeline excl. Ray start-up ({args.repeat} run(s))...", flush=True)

@@ -75,6 +75,7 @@ class Extract(Stage):
             },
             time_limit_s=config.time_limit_s,
         )
+        self._sandbox.start()  # trafilatura loads in the child while the worker gets its first unit
 
     def process(self, docs: pa.Table) -> pa.Table:
         payloads = docs.column(HTML).to_pylist()

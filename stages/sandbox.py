@@ -106,6 +106,7 @@ class Sandbox:
         self._time_limit_s = time_limit_s
         self._start_timeout_s = start_timeout_s
         self._process: subprocess.Popen | None = None
+        self._ready = False
         self.restarts = 0
 
     def call(self, *args: Any) -> Any:
@@ -133,20 +134,31 @@ class Sandbox:
         ready, _, _ = select.select([process.stdout], [], [], timeout_s)
         return bool(ready)
 
-    def _ensure_child(self) -> subprocess.Popen:
-        if self._process is not None and self._process.poll() is None:
-            return self._process
+    def start(self) -> None:
+        """Launch the child now, so that its imports overlap with the caller's own start-up; the first call
+        waits for it to be ready."""
+        if self._process is None or self._process.poll() is not None:
+            self._launch()
+
+    def _launch(self) -> None:
         if self._process is not None:
             self._kill()
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))}
-        process = subprocess.Popen(
+        self._process = subprocess.Popen(
             [sys.executable, "-c", "import sys; from stages.sandbox import child_main; child_main(sys.argv[1])", self._factory],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=environment,
         )
-        self._process = process
-        _write_frame(process.stdin, self._options)
+        _write_frame(self._process.stdin, self._options)
+        self._ready = False
+
+    def _ensure_child(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._launch()
+        process = self._process
+        if self._ready:
+            return process
         if not self._wait_readable(process, self._start_timeout_s):
             self._kill()
             raise SandboxStartError(f"{self._factory} did not start within {self._start_timeout_s:g} s")
@@ -158,6 +170,7 @@ class Sandbox:
         if reply[0] != "ready":
             self._kill()
             raise SandboxStartError(f"{self._factory}: {reply[1]}")
+        self._ready = True
         return process
 
     def _kill(self) -> None:
