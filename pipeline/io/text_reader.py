@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
@@ -16,6 +17,8 @@ import pyarrow.parquet as pq
 
 from pipeline.io.lineage import doc_id, host_and_domain, parse_capture_date
 from pipeline.schema import empty_row
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def _row_of_record(record: dict, source: str, offset: int, fields: TextFields) -
         date=parse_capture_date(_string_field(record, fields.date)),
         payload_bytes=len(text.encode("utf-8", errors="surrogatepass")),
         truncated=False,
-        text=text,
+        text=valid_unicode(text),
     )
     return row
 
@@ -88,7 +91,16 @@ def _string_field(record: dict, name: str | None) -> str | None:
     value = record.get(name) if name else None
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    return valid_unicode(value if isinstance(value, str) else str(value))
+
+
+def valid_unicode(text: str) -> str:
+    """The text with lone surrogates (JSON allows "\\udcff", UTF-8 and Arrow do not) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def read_parquet(fh: BinaryIO, source: str, start: int, end: int, fields: TextFields) -> Iterator[dict]:
