@@ -3,6 +3,7 @@
     pipeline run --config FILE [--set key.path=value ...] [--output DIR] [--address RAY_ADDRESS] [--overwrite]
     pipeline stats RUN_DIR
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
+    pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
 
 Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
 one line).
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from stages.fasttext_training import TrainingSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +34,33 @@ def _parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="print a run's funnel: read, kept, dropped by reason, failed, time")
     stats.add_argument("run_dir")
 
+    train = commands.add_parser(
+        "train-classifier",
+        help="train a fastText classifier (toxicity, quality) from labelled text and evaluate it on held-out data",
+    )
+    train.add_argument("--output", required=True, help="model file to write (.bin; .ftz for a small quantized one)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="CSV or JSONL(.gz) file with a text and a label field")
+    source.add_argument("--folder", action="append", metavar="LABEL=DIR",
+                        help="a folder of text files (one document each) for a label; repeat for each label")
+    train.add_argument("--text-field", default="text")
+    train.add_argument("--label-field", default="label")
+    train.add_argument("--map", action="append", default=[], metavar="FROM=TO",
+                       help="rename a label, e.g. --map 0=toxic --map 1=toxic --map 2=clean")
+    defaults = TrainingSettings()
+    for option, value, helptext in (
+        ("--epoch", defaults.epoch, "training epochs"),
+        ("--lr", defaults.lr, "learning rate"),
+        ("--word-ngrams", defaults.word_ngrams, "word n-gram length"),
+        ("--dim", defaults.dim, "vector size"),
+        ("--bucket", defaults.bucket, "hashed n-gram slots"),
+        ("--min-count", defaults.min_count, "minimum word count"),
+        ("--holdout", defaults.holdout, "share of documents held out for evaluation"),
+        ("--seed", defaults.seed, "seed of the split and of training"),
+    ):
+        train.add_argument(option, type=type(value), default=value, help=f"{helptext} (default {value})")
+    train.add_argument("--balance", action="store_true", help="down-sample every label to the rarest one's count")
+
     demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
     demo.add_argument("directory")
     demo.add_argument("--pages", type=int, default=300)
@@ -45,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "stats":
         return _stats(Path(args.run_dir))
+    if args.command == "train-classifier":
+        return _train_classifier(args)
     from pipeline.demo_crawl import write_demo_crawl
 
     for path in write_demo_crawl(args.directory, pages=args.pages, files=args.files, seed=args.seed):
@@ -69,10 +101,47 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         result = run_pipeline(config, address=args.address, overwrite=args.overwrite, show_progress=not args.quiet)
-    except (ConfigError, RunDirConflict) as exc:
+    except ConfigError as exc:  # found while preparing the run: input files, stage set-up
+        return _fail(f"{args.config}: {exc}")
+    except RunDirConflict as exc:
         return _fail(str(exc))
     print_result(result)
     return 0 if result.ok else 1
+
+
+def _pairs(options: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"{flag} {option!r}: expected NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from stages.fasttext_training import read_labelled_file, read_labelled_folders, train_classifier
+
+    try:
+        if args.data:
+            if not Path(args.data).is_file():
+                return _fail(f"--data {args.data}: no such file")
+            examples = read_labelled_file(args.data, args.text_field, args.label_field, _pairs(args.map, "--map"))
+        else:
+            folders = _pairs(args.folder, "--folder")
+            missing = [folder for folder in folders.values() if not Path(folder).is_dir()]
+            if missing:
+                return _fail(f"--folder: no such directory {missing[0]}")
+            examples = read_labelled_folders(folders)
+        settings = TrainingSettings(
+            epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim, bucket=args.bucket,
+            min_count=args.min_count, holdout=args.holdout, seed=args.seed, balance=args.balance,
+        )
+        report = train_classifier(examples, args.output, settings)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(report.format())
+    return 0
 
 
 def _stats(run_dir: Path) -> int:

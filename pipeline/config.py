@@ -92,6 +92,8 @@ class RayConfig(Strict):
 
 
 def _stage_tag(entry: Any) -> str | None:
+    if isinstance(entry, BaseModel):  # serialising a validated entry: its one field is the stage name
+        return next(iter(type(entry).model_fields))
     if isinstance(entry, str):
         return entry if entry in STAGES else None
     if isinstance(entry, dict) and len(entry) == 1:

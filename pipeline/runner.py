@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 import ray.data
 
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.io.units import Unit
 from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
@@ -31,6 +31,8 @@ from pipeline.run_dir import RunDir, prepare_run_dir
 from pipeline.stats import StageTally, accounting_problems, merge_tallies, write_run_stats
 from pipeline.summary import documents_kept, format_funnel, records_read
 from pipeline.unit_work import UnitWorker
+from stages import STAGES
+from stages.base import StageSetupError
 
 LOCAL_OBJECT_STORE_MB = 512
 PROGRESS_INTERVAL_S = 1.0
@@ -115,10 +117,11 @@ def run_pipeline(
     pending = [unit for unit in units if not run.is_done(unit.id)]
     failed: dict[str, str] = {}
     if pending:
+        worker_config = prepare_stages(config, run)
         started_here = connect_ray(config, address or config.ray.address)
         try:
-            failed = _process_units(pending, config, run, show_progress)
-            units = _fix_unit_boundaries(units, config, run, failed)
+            failed = _process_units(pending, worker_config, run, show_progress)
+            units = _fix_unit_boundaries(units, worker_config, run, failed)
         finally:
             if started_here:
                 ray.shutdown()
@@ -129,13 +132,29 @@ def run_pipeline(
     return result
 
 
+def prepare_stages(config: RunConfig, run: RunDir) -> dict:
+    """Let each stage fetch or build what it needs, once, on the driver; returns the config workers get.
+
+    A stage that cannot be set up stops the run here, before any work, with the setting at fault named.
+    """
+    resolved = config.resolved()
+    for index, (name, settings) in enumerate(config.stage_settings()):
+        try:
+            prepared = STAGES[name].prepare(settings, run.root)
+        except StageSetupError as exc:
+            raise ConfigError(f"stages[{index}].{name}.{exc.setting}: {exc.message}") from None
+        resolved["stages"][index] = {name: prepared.model_dump(mode="json")}
+    return resolved
+
+
 def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
     demo = config.input.demo_crawl
     if demo is None:
         return []
-    from pipeline.demo_crawl import write_demo_crawl
+    from pipeline.demo_crawl import write_demo_crawl, write_demo_labels
 
     directory = Path(demo.directory) if demo.directory else run.root / "demo-crawl"
+    write_demo_labels(directory, seed=demo.seed)
     return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
 
 
@@ -153,7 +172,7 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
     }
 
 
-def _fix_unit_boundaries(units: list[Unit], config: RunConfig, run: RunDir, failed: dict[str, str]) -> list[Unit]:
+def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: dict[str, str]) -> list[Unit]:
     """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
     for _ in range(len(units)):
         spans = {unit.id: run.read_marker(unit.id)["members"] for unit in units if run.is_done(unit.id)}
@@ -170,12 +189,13 @@ def _fix_unit_boundaries(units: list[Unit], config: RunConfig, run: RunDir, fail
     return units
 
 
-def _process_units(units: list[Unit], config: RunConfig, run: RunDir, show_progress: bool) -> dict[str, str]:
-    """Process units on the connected Ray; returns {unit id: error} for the units that failed."""
+def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
+    """Process units on the connected Ray with the prepared config; returns {unit id: error} for failed units."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    workers = min(len(units), config.ray.workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+    configured = config["ray"]["workers"]
+    workers = min(len(units), configured or max(1, int(ray.cluster_resources().get("CPU", 1))))
     board = ProgressBoard.remote()
     # Units travel as JSON text: column type inference would turn a column of None into NaN floats.
     dataset = ray.data.from_items(
@@ -183,7 +203,7 @@ def _process_units(units: list[Unit], config: RunConfig, run: RunDir, show_progr
     )
     results = dataset.map_batches(
         RayUnitWorker,
-        fn_constructor_kwargs={"config": config.resolved(), "run_dir": str(run.root.resolve()), "board": board},
+        fn_constructor_kwargs={"config": config, "run_dir": str(run.root.resolve()), "board": board},
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),

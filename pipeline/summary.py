@@ -13,11 +13,12 @@ def _rate(rows: int, seconds: float) -> str:
 
 def format_funnel(funnel: list[StageTally]) -> str:
     """Per stage: rows in, kept, dropped, failed, time; then the reasons, biggest first, with examples of errors."""
-    header = f"{'stage':<12}{'in':>12}{'kept':>12}{'dropped':>12}{'failed':>10}{'time s':>10}{'rows/s':>10}"
+    width = max([len("stage"), *(len(tally.stage) for tally in funnel)]) + 2
+    header = f"{'stage':<{width}}{'in':>12}{'kept':>12}{'dropped':>12}{'failed':>10}{'time s':>10}{'rows/s':>10}"
     lines = [header, "-" * len(header)]
     for tally in funnel:
         lines.append(
-            f"{tally.stage:<12}{tally.rows_in:>12,}{tally.kept:>12,}{tally.dropped_total:>12,}"
+            f"{tally.stage:<{width}}{tally.rows_in:>12,}{tally.kept:>12,}{tally.dropped_total:>12,}"
             f"{tally.failed_total:>10,}{tally.seconds:>10.1f}{_rate(tally.rows_in, tally.seconds):>10}"
         )
     lines.append("(time is summed over workers; rows/s is per worker)")

@@ -4,8 +4,13 @@ Importing this package is cheap: heavy libraries are imported when a stage is bu
 """
 
 from stages.base import Stage, StageConfig
+from stages.classifiers import QualityClassifier, ToxicityClassifier
 from stages.extract import Extract
+from stages.langid import LangId
+from stages.word_list import ToxicWords
 
-STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (Extract,)}
+STAGES: dict[str, type[Stage]] = {
+    stage.name: stage for stage in (Extract, LangId, ToxicWords, ToxicityClassifier, QualityClassifier)
+}
 
 __all__ = ["STAGES", "Stage", "StageConfig"]

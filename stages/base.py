@@ -9,6 +9,7 @@ failed. Stages know nothing about Ray, files or run directories.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Sequence
 
 import pyarrow as pa
@@ -23,6 +24,15 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
+class StageSetupError(Exception):
+    """A stage cannot be set up: a missing file, a model that cannot be fetched. Names the setting at fault."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
 class Stage:
     """Base class: subclasses set `name`, `Config`, `output_fields` and implement `process`."""
 
@@ -30,6 +40,14 @@ class Stage:
     Config: ClassVar[type[StageConfig]]
     # Columns this stage adds to the documents it keeps (written to the output files).
     output_fields: ClassVar[tuple[pa.Field, ...]] = ()
+
+    @classmethod
+    def prepare(cls, config: StageConfig, workspace: Path) -> StageConfig:
+        """Once per run, on the driver, before any worker starts: fetch or build what the stage needs (models,
+        lists) into `workspace` or the cache, and check its files, so that a problem stops the run before work
+        starts (raise StageSetupError). Returns the settings the workers get (e.g. a model URL made a local path).
+        """
+        return config
 
     def __init__(self, config: StageConfig):
         self.config = config
