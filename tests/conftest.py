@@ -46,3 +46,64 @@ def local_ray():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def lid_model(data_dir: Path) -> Path:
+    """The real lid.176.ftz from ../shared/data (the same file the default resolution fetches)."""
+    return data_dir / "models" / "lid176" / "lid.176.ftz"
+
+
+def documents_table(texts: list[str]):
+    """A batch of documents as stages receive them: reader columns, with the given texts."""
+    import pyarrow as pa
+
+    from pipeline.schema import RECORD_SCHEMA, empty_row
+
+    rows = []
+    for index, text in enumerate(texts):
+        row = empty_row()
+        row.update(id=f"doc{index}", url=f"https://example.org/{index}", offset=index, text=text)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+BAD_INPUTS = {
+    "empty": "",
+    "no_letters": "12345 !!! ??? 678 --- *** 90 ... ### 2024-01-01 $$$ 42",
+    "giant_single_line": "word " * 1_000_000,  # 5 MB, one line
+    "mixed_scripts": "English words, Deutsche Wörter, русские слова, 中文字符, العربية, 😀🎉 emoji " * 20,
+    "replacement_chars": "text with \ufffd\ufffd broken \ufffd bytes " * 30,
+}
+
+
+@pytest.fixture(scope="session")
+def real_page_texts(data_dir: Path) -> list[dict]:
+    """Texts extracted by our extract stage from the 879 real pages of derived_real_html, with their language.
+
+    Computed once per test session (about 20 s): {"record_id", "url", "text", "lang"} per page with text.
+    """
+    import pyarrow as pa
+
+    from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
+    from pipeline.schema import RECORD_SCHEMA
+    from stages.extract import Extract, ExtractConfig
+    from stages.fasttext_model import FastTextModel, fasttext_line
+
+    rows = []
+    for path in sorted((data_dir / "warc" / "derived_real_html").glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            rows += [row for row in read_archive(fh, str(path), probe_layout(fh), 0, path.stat().st_size,
+                                                 ReadOptions()) if row["html"] is not None]
+    extract = Extract(ExtractConfig())
+    try:
+        table = extract(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
+    finally:
+        extract.close()
+    lid = FastTextModel(data_dir / "models" / "lid176" / "lid.176.ftz")
+    pages = []
+    for row in table.select(["record_id", "url", "text"]).to_pylist():
+        if row["text"]:
+            row["lang"] = lid.top(fasttext_line(row["text"], lower=False))[0]
+            pages.append(row)
+    return pages
