@@ -4,6 +4,7 @@
     pipeline stats RUN_DIR
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
     pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
+    pipeline fetch-models
 
 Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
 one line).
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         train.add_argument(option, type=type(value), default=value, help=f"{helptext} (default {value})")
     train.add_argument("--balance", action="store_true", help="down-sample every label to the rarest one's count")
 
+    commands.add_parser(
+        "fetch-models",
+        help="fetch the default models (lid.176) into the cache now, so that later runs need no network",
+    )
+
     demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
     demo.add_argument("directory")
     demo.add_argument("--pages", type=int, default=300)
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _stats(Path(args.run_dir))
     if args.command == "train-classifier":
         return _train_classifier(args)
+    if args.command == "fetch-models":
+        return _fetch_models()
     from pipeline.demo_crawl import write_demo_crawl
 
     for path in write_demo_crawl(args.directory, pages=args.pages, files=args.files, seed=args.seed):
@@ -141,6 +149,16 @@ def _train_classifier(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     print(report.format())
+    return 0
+
+
+def _fetch_models() -> int:
+    from pipeline.models import LID176, ModelUnavailable, fetch_known
+
+    try:
+        print(fetch_known(LID176))
+    except ModelUnavailable as exc:
+        return _fail(str(exc))
     return 0
 
 

