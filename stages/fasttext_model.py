@@ -8,17 +8,16 @@ Text goes through `fasttext_line`, the same preparation at training and at predi
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-_SPACES = re.compile(r"\s+")
 LABEL_PREFIX = "__label__"
 
 
 def fasttext_line(text: str, lower: bool = True) -> str:
-    """One line with single spaces (fastText reads a document per line); lower-cased for our classifiers, whose
-    small training sets generalise better without case, but not for lid.176, which was trained on cased text."""
-    line = _SPACES.sub(" ", text).strip()
+    """The document on one line (fastText reads a document per line and splits words on any other whitespace);
+    lower-cased for our classifiers, whose small training sets generalise better without case, but not for
+    lid.176, which was trained on cased text."""
+    line = text.replace("\n", " ")
     return line.lower() if lower else line
 
 
