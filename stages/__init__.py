@@ -7,10 +7,11 @@ from stages.base import Stage, StageConfig
 from stages.classifiers import QualityClassifier, ToxicityClassifier
 from stages.extract import Extract
 from stages.langid import LangId
+from stages.pii import Pii
 from stages.word_list import ToxicWords
 
 STAGES: dict[str, type[Stage]] = {
-    stage.name: stage for stage in (Extract, LangId, ToxicWords, ToxicityClassifier, QualityClassifier)
+    stage.name: stage for stage in (Extract, LangId, ToxicWords, ToxicityClassifier, QualityClassifier, Pii)
 }
 
 __all__ = ["STAGES", "Stage", "StageConfig"]
