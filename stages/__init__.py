@@ -4,14 +4,23 @@ Importing this package is cheap: heavy libraries are imported when a stage is bu
 """
 
 from stages.base import Stage, StageConfig
+from stages.c4 import C4
 from stages.classifiers import QualityClassifier, ToxicityClassifier
 from stages.extract import Extract
+from stages.fineweb import FineWeb
+from stages.gopher_quality import GopherQuality
+from stages.gopher_repetition import GopherRepetition
 from stages.langid import LangId
 from stages.pii import Pii
 from stages.word_list import ToxicWords
 
+# In the order a config would usually list them: cheap decisions first, PII redaction last.
 STAGES: dict[str, type[Stage]] = {
-    stage.name: stage for stage in (Extract, LangId, ToxicWords, ToxicityClassifier, QualityClassifier, Pii)
+    stage.name: stage
+    for stage in (
+        Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
+        ToxicWords, ToxicityClassifier, QualityClassifier, Pii,
+    )
 }
 
 __all__ = ["STAGES", "Stage", "StageConfig"]

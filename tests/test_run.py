@@ -225,3 +225,30 @@ def test_stats_of_a_directory_that_is_not_a_run_is_an_error(tmp_path):
     completed = cli("stats", str(tmp_path))
     assert completed.returncode == 2 and "no statistics" in completed.stderr
 
+
+
+def test_bad_texts_go_through_every_filter_of_a_run_and_each_gets_a_decision(tmp_path, lid_model, local_ray):
+    from pipeline.demo_crawl import write_demo_labels
+
+    labels = write_demo_labels(tmp_path / "demo")
+    corpus = tmp_path / "bad.jsonl"
+    texts = ["", "12345 !!! ??? 678", "word " * 1_000_000, "English, Deutsch, русский, 中文, العربية, 😀 " * 20,
+             "The harbour was quiet in the early morning and the boats rocked gently at their moorings. " * 20]
+    lines = [json.dumps({"id": f"t{i}", "text": text}) for i, text in enumerate(texts)]
+    lines.append('{"id": "surrogates", "text": "broken \\udcff bytes \\ud800 here and the rest of a sentence."}')
+    corpus.write_text("\n".join(lines) + "\n")
+    every_filter = [
+        "extract", {"langid": {"model": str(lid_model), "languages": None, "min_score": 0.0}},
+        "gopher_repetition", "gopher_quality", "c4", "fineweb", {"toxic_words": {"word_list": str(labels["badwords"])}},
+        {"toxicity_classifier": {"model": str(tmp_path / "t.bin"), "train_from": str(labels["toxicity"])}},
+        {"quality_classifier": {"model": str(tmp_path / "q.bin"), "train_from": str(labels["quality"])}}, "pii",
+    ]
+    result = run(tmp_path, [str(corpus)], stages=every_filter, rejects=True)
+
+    assert result.ok and not accounting_problems(result.funnel)
+    stages = by_stage(result)
+    assert stages["read"].rows_in == len(texts) + 1 and stages["read"].failed_total == 0
+    assert all(tally.failed_total == 0 for tally in result.funnel)
+    decided = set(documents(result.run_dir)["id"]) | set(
+        ds.dataset(result.run_dir / "rejects", format="parquet").to_table().column("id").to_pylist())
+    assert decided == {f"t{i}" for i in range(len(texts))} | {"surrogates"}
