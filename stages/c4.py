@@ -35,9 +35,9 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field
 
-from stages.base import StageConfig, StageSetupError
+from stages.base import StageConfig
 from stages.text_tools import Measured, Rule, RuleStage, count_sentences
-from stages.word_list import WordList
+from stages.word_list import WordList, checked_word_list
 
 _TERMINAL_PUNCTUATION = (".", "?", "!", '"', "'")
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
@@ -95,10 +95,7 @@ class C4(RuleStage):
     @classmethod
     def prepare(cls, config: C4Config, workspace: Path) -> C4Config:
         if config.bad_words is not None:
-            if not Path(config.bad_words).is_file():
-                raise StageSetupError("bad_words", f"{config.bad_words} does not exist")
-            if not len(WordList.load(config.bad_words)):
-                raise StageSetupError("bad_words", f"{config.bad_words} holds no words")
+            checked_word_list(config.bad_words, "bad_words")
         return config
 
     def __init__(self, config: C4Config):

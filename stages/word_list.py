@@ -52,6 +52,16 @@ class WordList:
         return matches
 
 
+def checked_word_list(path: str, setting: str) -> WordList:
+    """Load a configured word list for a stage's `prepare`; a missing or empty file names the setting at fault."""
+    if not Path(path).is_file():
+        raise StageSetupError(setting, f"{path} does not exist")
+    words = WordList.load(path)
+    if not len(words):
+        raise StageSetupError(setting, f"{path} holds no words")
+    return words
+
+
 class ToxicWordsConfig(StageConfig):
     word_list: str = Field(description="Path of the word list: one word or phrase per line, # for comments.")
     max_matches: int = Field(0, ge=0, description="Documents with more matches are dropped (C4: 0, any match).")
@@ -64,10 +74,7 @@ class ToxicWords(Stage):
 
     @classmethod
     def prepare(cls, config: ToxicWordsConfig, workspace: Path) -> ToxicWordsConfig:
-        if not Path(config.word_list).is_file():
-            raise StageSetupError("word_list", f"{config.word_list} does not exist")
-        if not len(WordList.load(config.word_list)):
-            raise StageSetupError("word_list", f"{config.word_list} holds no words")
+        checked_word_list(config.word_list, "word_list")
         return config
 
     def __init__(self, config: ToxicWordsConfig):
