@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
 
 from pipeline.io.units import expand_paths
-from stages import STAGES, StageConfig
+from stages import STAGES, GlobalStage, StageConfig
 
 
 class ConfigError(Exception):
@@ -127,7 +127,7 @@ class RunConfig(Strict):
     name: str = Field(description="Run name; the default output is runs/<name>.")
     input: InputConfig
     output: str | None = Field(None, description="Run directory (also --output).")
-    stages: list[StageEntry] = Field(min_length=1, description="Per-document stages, in order.")
+    stages: list[StageEntry] = Field(min_length=1, description="Stages, in order: per-document ones, then global ones (dedup).")
     rejects: bool = Field(False, description="Also write dropped and failed documents to rejects/.")
     batch_rows: int = Field(256, ge=1, description="Records a worker processes at a time.")
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -148,9 +148,32 @@ class RunConfig(Strict):
             normalised.append(entry)
         return normalised
 
+    @field_validator("stages")
+    @classmethod
+    def _global_stages_last(cls, stages: list) -> list:
+        """Per-document stages run first (fused, per unit); each global stage sees everything they kept."""
+        names = [next(iter(type(entry).model_fields)) for entry in stages]
+        seen_global = None
+        for index, name in enumerate(names):
+            if issubclass(STAGES[name], GlobalStage):
+                if name in names[:index]:
+                    raise ValueError(f"[{index}] {name} is listed twice")
+                seen_global = seen_global or name
+            elif seen_global is not None:
+                raise ValueError(f"[{index}] {name} comes after {seen_global}: per-document stages come first")
+        return stages
+
     def stage_settings(self) -> list[tuple[str, StageConfig]]:
         """(stage name, its validated settings), in run order."""
         return [next(iter(entry.__dict__.items())) for entry in self.stages]
+
+    def document_stages(self) -> list[tuple[str, StageConfig]]:
+        """The per-document stages, fused into one pass per unit of work."""
+        return [(name, settings) for name, settings in self.stage_settings() if not issubclass(STAGES[name], GlobalStage)]
+
+    def global_stages(self) -> list[tuple[str, StageConfig]]:
+        """The stages over the whole run, in order, after the per-document pass."""
+        return [(name, settings) for name, settings in self.stage_settings() if issubclass(STAGES[name], GlobalStage)]
 
     def run_dir(self) -> Path:
         return Path(self.output or os.path.join("runs", self.name))

@@ -6,6 +6,8 @@ writers agree.
     <run>/documents/part-<unit>.parquet   kept documents
     <run>/rejects/part-<unit>.parquet     dropped and failed documents (when `rejects: true`)
     <run>/_done/<unit>.json            completion marker with the unit's counts
+    <run>/dedup/documents/part-<unit>.parquet   deduplicated documents (when the run has a dedup stage)
+    <run>/dedup/clusters.parquet       duplicate clusters: kept id, removed ids and why
     <run>/stats/                       merged statistics (funnel, reasons, units, examples, summary.json)
 """
 
@@ -52,6 +54,20 @@ class RunDir:
     @property
     def markers(self) -> Path:
         return self.root / "_done"
+
+    @property
+    def dedup(self) -> Path:
+        """documents/ (deduplicated parts), clusters.parquet, and _done.json once finished."""
+        return self.root / "dedup"
+
+    @property
+    def dedup_documents(self) -> Path:
+        return self.dedup / "documents"
+
+    @property
+    def output_documents(self) -> Path:
+        """Where the run's final documents are: dedup/documents once deduplication has finished, else documents/."""
+        return self.dedup_documents if (self.dedup / "_done.json").exists() else self.documents
 
     @property
     def stats(self) -> Path:

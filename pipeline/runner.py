@@ -24,6 +24,7 @@ import ray
 import ray.data
 
 from pipeline.config import ConfigError, RunConfig
+from pipeline.dedup_runner import run_dedup
 from pipeline.io.units import Unit
 from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
@@ -115,21 +116,48 @@ def run_pipeline(
         units = plan_units(config, generated)
         save_plan(run.plan_file, units)
     pending = [unit for unit in units if not run.is_done(unit.id)]
+    global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
     failed: dict[str, str] = {}
-    if pending:
+    if pending or global_pending:
         worker_config = prepare_stages(config, run)
         started_here = connect_ray(config, address or config.ray.address)
         try:
-            failed = _process_units(pending, worker_config, run, show_progress)
-            units = _fix_unit_boundaries(units, worker_config, run, failed)
+            if pending:
+                failed = _process_units(pending, worker_config, run, show_progress)
+                units = _fix_unit_boundaries(units, worker_config, run, failed)
+            if not failed:  # a global stage over part of the input would give a result no input describes
+                for name, settings in global_pending:
+                    _run_global(name, settings, config, run)
         finally:
             if started_here:
                 ray.shutdown()
     markers = [run.read_marker(unit.id) for unit in units if run.is_done(unit.id)]
     funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
+    funnel += [_global_tally(run, name) for name, _ in config.global_stages() if _global_done(run, name)]
     result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started)
     write_run_stats(run.stats, funnel, markers, _summary(config, result))
     return result
+
+
+def _global_marker(run: RunDir, name: str) -> Path:
+    return run.root / name / "_done.json"
+
+
+def _global_done(run: RunDir, name: str) -> bool:
+    return _global_marker(run, name).exists()
+
+
+def _global_tally(run: RunDir, name: str) -> StageTally:
+    return StageTally.from_dict(json.loads(_global_marker(run, name).read_text())["stage"])
+
+
+def _run_global(name: str, settings, config: RunConfig, run: RunDir) -> None:
+    """Run one global stage over what the per-document stages kept (documents/)."""
+    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if name == "dedup":
+        run_dedup(settings, run, source=run.documents, rejects=config.rejects, workers=workers)
+    else:
+        raise NotImplementedError(f"no runner for global stage {name}")
 
 
 def prepare_stages(config: RunConfig, run: RunDir) -> dict:
@@ -167,6 +195,7 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
         "failed_units": result.failed_units,
         "records_read": records_read(result.funnel),
         "documents": documents_kept(result.funnel),
+        "output": str(RunDir(result.run_dir).output_documents),
         "wall_seconds": round(result.seconds, 3),
         "accounting_problems": accounting_problems(result.funnel),
     }
@@ -266,6 +295,7 @@ def print_result(result: RunResult) -> None:
     for unit_id, error in result.failed_units.items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
     documents = documents_kept(result.funnel)
-    print(f"\n{documents:,} documents in {result.run_dir / 'documents'}; statistics in {result.run_dir / 'stats'}")
+    output = RunDir(result.run_dir).output_documents
+    print(f"\n{documents:,} documents in {output}; statistics in {result.run_dir / 'stats'}")
     if result.failed_units:
         print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")

@@ -55,7 +55,7 @@ class UnitWorker:
     def __init__(self, config: RunConfig, run_dir: Path):
         self.config = config
         self.run_dir = RunDir(Path(run_dir))
-        self.stages: list[Stage] = [STAGES[name](settings) for name, settings in config.stage_settings()]
+        self.stages: list[Stage] = [STAGES[name](settings) for name, settings in config.document_stages()]
         self.read_options = ReadOptions(
             html_content_types=tuple(config.input.html_content_types),
             max_payload_bytes=int(config.input.max_payload_mb * 1024 * 1024),

@@ -3,9 +3,10 @@
 Importing this package is cheap: heavy libraries are imported when a stage is built, not here.
 """
 
-from stages.base import Stage, StageConfig
+from stages.base import GlobalStage, Stage, StageConfig, StageKind
 from stages.c4 import C4
 from stages.classifiers import QualityClassifier, ToxicityClassifier
+from stages.dedup import Dedup
 from stages.extract import Extract
 from stages.fineweb import FineWeb
 from stages.gopher_quality import GopherQuality
@@ -14,13 +15,14 @@ from stages.langid import LangId
 from stages.pii import Pii
 from stages.word_list import ToxicWords
 
-# In the order a config would usually list them: cheap decisions first, PII redaction last.
-STAGES: dict[str, type[Stage]] = {
+# In the order a config would usually list them: cheap decisions first, PII redaction last, then the global
+# stages, which see the whole run.
+STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
         Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
-        ToxicWords, ToxicityClassifier, QualityClassifier, Pii,
+        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup,
     )
 }
 
-__all__ = ["STAGES", "Stage", "StageConfig"]
+__all__ = ["STAGES", "GlobalStage", "Stage", "StageConfig", "StageKind"]

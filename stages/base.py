@@ -33,13 +33,11 @@ class StageSetupError(Exception):
         self.message = message
 
 
-class Stage:
-    """Base class: subclasses set `name`, `Config`, `output_fields` and implement `process`."""
+class StageKind:
+    """What every stage has: a name for configs, a settings model, and a driver-side set-up step."""
 
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]]
-    # Columns this stage adds to the documents it keeps (written to the output files).
-    output_fields: ClassVar[tuple[pa.Field, ...]] = ()
 
     @classmethod
     def prepare(cls, config: StageConfig, workspace: Path) -> StageConfig:
@@ -48,6 +46,18 @@ class Stage:
         starts (raise StageSetupError). Returns the settings the workers get (e.g. a model URL made a local path).
         """
         return config
+
+
+class GlobalStage(StageKind):
+    """A stage over the whole run at once (deduplication, tokenizer training). It exposes pure functions that the
+    runner composes on Ray; it is listed after the per-document stages and reads what they kept."""
+
+
+class Stage(StageKind):
+    """A per-document stage: subclasses set `name`, `Config`, `output_fields` and implement `process`."""
+
+    # Columns this stage adds to the documents it keeps (written to the output files).
+    output_fields: ClassVar[tuple[pa.Field, ...]] = ()
 
     def __init__(self, config: StageConfig):
         self.config = config

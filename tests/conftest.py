@@ -107,3 +107,22 @@ def real_page_texts(data_dir: Path) -> list[dict]:
             row["lang"] = lid.top(fasttext_line(row["text"], lower=False))[0]
             pages.append(row)
     return pages
+
+
+@pytest.fixture(scope="session")
+def english_words(data_dir: Path) -> list[str]:
+    """About 300,000 words of real English prose (Dracula, Frankenstein, Alice, US inaugural addresses), in order."""
+    import zipfile
+
+    words: list[str] = []
+    for name in ("en-dracula", "en-frankenstein", "en-alice"):
+        with zipfile.ZipFile(data_dir / "text" / "gutenberg" / f"{name}.zip") as archive:
+            book = archive.read(f"{name}.txt").decode("utf-8", "replace")
+        # Without Project Gutenberg's header and licence, which every book repeats word for word.
+        book = book.split("*** START OF", 1)[-1].split("\n", 1)[-1].split("*** END OF", 1)[0]
+        words += book.split()
+    with zipfile.ZipFile(data_dir / "text" / "nltk_public_domain" / "inaugural.zip") as archive:
+        for member in sorted(archive.namelist()):
+            if member.endswith(".txt"):
+                words += archive.read(member).decode("utf-8", "replace").split()
+    return words

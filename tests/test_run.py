@@ -212,11 +212,16 @@ def test_quickstart_runs_offline_and_its_output_reads_back(tmp_path):
     completed = cli("run", "--config", "configs/quickstart.yaml", "--output", str(output), "--quiet")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "documents in" in completed.stdout
-    docs = pd.read_parquet(output / "documents")
-    table = pq.read_table(output / "documents")
-    assert len(docs) == table.num_rows > 100
     summary = json.loads((output / "stats" / "summary.json").read_text())
+    assert summary["output"] == str(output / "dedup" / "documents")  # the last stage is dedup
+    docs = pd.read_parquet(summary["output"])
+    table = pq.read_table(summary["output"])
+    assert len(docs) == table.num_rows > 100 and docs["id"].is_unique
     assert summary["documents"] == len(docs) and summary["accounting_problems"] == []
+    dedup = next(stage for stage in summary["stages"] if stage["stage"] == "dedup")
+    assert dedup["rows_in"] == len(pd.read_parquet(output / "documents")) > dedup["kept"] == len(docs)
+    assert {example["reason"] for example in dedup["examples"]} <= {"near_duplicate", "exact_duplicate"}
+    assert dedup["examples"] and all("kept" in example["detail"] for example in dedup["examples"])
     shown = cli("stats", str(output))
     assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
 

@@ -1,0 +1,339 @@
+"""Global deduplication on Ray: exact (normalised-text hash) and near (MinHash-LSH), across all input files.
+
+The plan, with what lives where:
+1. signatures: one Ray task per documents part computes, for each document, its key (part index, row), text
+   length, normalised-text hash and LSH band keys (vectorised MinHash). The rows go to Ray's object store, which
+   spills to disk; the driver never holds them.
+2. exact: rows are shuffled by text hash (Ray Data hash shuffle: groupby on a partition of the hash, so that a
+   group arrives whole in one call) and each group gives star edges from its best member.
+3. near: rows not already exact duplicates are exploded into (band key, key, length) rows, shuffled the same way,
+   and every bucket holding several documents gives star edges. Optionally each candidate pair's real shingle
+   Jaccard is checked (a second shuffle, keyed by pair) and pairs under the threshold are dropped.
+4. clusters: the edges, and only they, come to the driver: connected components, the best member kept.
+   Driver memory: 16 bytes per edge and about 40 per document in a duplicate cluster; edges are at most
+   bands x (documents in some shared bucket) in the worst case (see docs/architecture.md).
+5. filter: one task per part drops the removed rows and writes dedup/documents/part-<name>.parquet, plus the ids of
+   cluster members for dedup/clusters.parquet.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from ray.data.context import ShuffleStrategy
+
+from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json, atomic_write_parquet
+from pipeline.run_dir import RunDir
+from pipeline.stats import EXAMPLES_PER_REASON, StageTally
+from stages.dedup import DedupConfig, shuffle_partitions
+from stages.dedup_graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
+from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
+
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        ("cluster", pa.int64()),
+        ("size", pa.int32()),
+        ("kept_id", pa.string()),
+        ("kept_url", pa.string()),
+        ("removed_ids", pa.list_(pa.string())),
+        ("removed_reasons", pa.list_(pa.string())),
+    ]
+)
+
+
+def _part_files(documents: Path) -> list[str]:
+    return sorted(str(path) for path in documents.glob("part-*.parquet"))
+
+
+def _signature_rows(batch: dict, config: DedupConfig) -> dict:
+    """Per document of one part: key, length, text hash and band keys (one column per band)."""
+    part, path = int(batch["part"][0]), str(batch["path"][0])
+    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    texts = [text or "" for text in texts]
+    rows = {
+        "key": document_keys(part, len(texts)),
+        "length": np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts)),
+        "text_hash": document_hashes(texts, config.minhash.normalization),
+    }
+    if config.near:
+        bands = band_keys(signatures(texts, config.minhash), config.minhash.bands, config.minhash.rows)
+        for band in range(config.minhash.bands):
+            rows[f"band_{band}"] = bands[:, band]
+    return rows
+
+
+def _exact_edges(group: dict) -> dict:
+    heads, tails = star_edges(group["text_hash"], group["key"], group["length"])
+    return {"head": heads, "tail": tails}
+
+
+def _band_rows(batch: dict, bands: int, partitions: int, removed: np.ndarray) -> dict:
+    keep = ~np.isin(batch["key"], removed, assume_unique=False)
+    keys, lengths = batch["key"][keep], batch["length"][keep]
+    band_values = np.stack([batch[f"band_{band}"][keep] for band in range(bands)], axis=1).reshape(-1)
+    in_bucket = band_values != NO_BUCKET  # documents without shingles (empty after normalisation) are in none
+    band_values = band_values[in_bucket]
+    return {
+        "partition": (band_values % np.uint64(partitions)).astype(np.int64),
+        "band_key": band_values,
+        "key": np.repeat(keys, bands)[in_bucket],
+        "length": np.repeat(lengths, bands)[in_bucket],
+    }
+
+
+def _near_edges(group: dict) -> dict:
+    heads, tails = _unique_edges(*star_edges(group["band_key"], group["key"], group["length"]))
+    return {"head": heads, "tail": tails}
+
+
+def _unique_edges(heads: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each (head, tail) pair once, sorted."""
+    order = np.lexsort((tails, heads))
+    heads, tails = heads[order], tails[order]
+    first = np.ones(len(heads), dtype=bool)
+    first[1:] = (heads[1:] != heads[:-1]) | (tails[1:] != tails[:-1])
+    return heads[first], tails[first]
+
+
+def _collect_edges(dataset: ray.data.Dataset) -> dict[str, np.ndarray]:
+    """All edges of a dataset on the driver, each pair once. A near-identical pair shares most of its 14 bands and
+    arrives once per band, so the batches are merged into the unique set whenever they outgrow it: the driver
+    holds at most about twice the unique edges, not bands times as many."""
+    heads, tails = np.empty(0, np.uint64), np.empty(0, np.uint64)
+    pending_heads, pending_tails, pending = [], [], 0
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        pending_heads.append(batch["head"])
+        pending_tails.append(batch["tail"])
+        pending += len(batch["head"])
+        if pending > max(1 << 20, len(heads)):
+            heads, tails = _unique_edges(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
+            pending_heads, pending_tails, pending = [], [], 0
+    heads, tails = _unique_edges(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
+    return {"head": heads, "tail": tails}
+
+
+def _collect(dataset: ray.data.Dataset, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        for name in columns:
+            parts[name].append(batch[name])
+    return {name: np.concatenate(arrays) if arrays else np.empty(0, np.uint64) for name, arrays in parts.items()}
+
+
+def _shingle_rows(batch: dict, config: DedupConfig, edge_heads: np.ndarray, edge_tails: np.ndarray) -> dict:
+    """For the documents of one part that are in candidate pairs: one row per (pair, side) with its shingles."""
+    part, path = int(batch["part"][0]), str(batch["path"][0])
+    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    keys = document_keys(part, len(texts))
+    pair_ids, sides, rows_of = [], [], []
+    for side, ends in ((0, edge_heads), (1, edge_tails)):
+        in_part = np.flatnonzero(key_part(ends) == part)
+        pair_ids.append(in_part)
+        sides.append(np.full(len(in_part), side, dtype=np.int8))
+        rows_of.append(key_row(ends[in_part]))
+    pair_ids, sides, rows_of = np.concatenate(pair_ids), np.concatenate(sides), np.concatenate(rows_of)
+    needed = np.unique(rows_of)
+    sets = dict(zip(needed.tolist(), shingle_sets([texts[row] or "" for row in needed], config.minhash)))
+    del keys
+    return {
+        "pair": pair_ids.astype(np.int64),
+        "side": sides,
+        "shingles": [sets[row] for row in rows_of.tolist()],
+    }
+
+
+def _pair_similarity(group: dict) -> dict:
+    order = np.lexsort((group["side"], group["pair"]))
+    pairs = group["pair"][order]
+    shingles = [group["shingles"][i] for i in order]
+    out_pairs, similarity = [], []
+    for index in range(0, len(pairs) - 1):
+        if pairs[index] == pairs[index + 1]:
+            out_pairs.append(pairs[index])
+            similarity.append(jaccard(np.asarray(shingles[index]), np.asarray(shingles[index + 1])))
+    return {"pair": np.array(out_pairs, dtype=np.int64), "jaccard": np.array(similarity, dtype=np.float64)}
+
+
+def _filter_part(
+    batch: dict, documents_out: str, rejects_out: str | None, members: np.ndarray, removed: np.ndarray,
+    removed_reason: np.ndarray, cluster_of_member: np.ndarray,
+) -> dict:
+    """Write one part without its removed rows; return the ids of its cluster members for the clusters table."""
+    part, path = int(batch["part"][0]), str(batch["path"][0])
+    table = pq.read_table(path)
+    keys = document_keys(part, table.num_rows)
+    is_removed = np.isin(keys, removed)
+    name = Path(path).name
+    writer = AtomicParquetWriter(Path(documents_out) / name, table.schema)
+    writer.write(table.filter(pa.array(~is_removed)))
+    writer.commit()
+    if rejects_out is not None and is_removed.any():
+        dropped = table.filter(pa.array(is_removed))
+        reasons = removed_reason[np.searchsorted(removed, keys[is_removed])]
+        dropped = dropped.append_column("stage", pa.array(["dedup"] * dropped.num_rows, pa.string()))
+        dropped = dropped.append_column("drop_reason", pa.array(reasons.tolist(), pa.string()))
+        atomic_write_parquet(Path(rejects_out) / name, dropped)
+    in_cluster = np.isin(keys, members)
+    ids = table.column("id").filter(pa.array(in_cluster)).to_pylist()
+    urls = (table.column("url").filter(pa.array(in_cluster)).to_pylist() if "url" in table.column_names
+            else [None] * len(ids))
+    urls = [url or "" for url in urls]  # "" not None: a column of None does not survive the trip as strings
+    offsets = (table.column("offset").filter(pa.array(in_cluster)).to_numpy(zero_copy_only=False)
+               if "offset" in table.column_names else np.full(len(ids), -1))
+    sources = (table.column("source").filter(pa.array(in_cluster)).to_pylist() if "source" in table.column_names
+               else [path] * len(ids))
+    member_keys = keys[in_cluster]
+    return {
+        "key": member_keys,
+        "id": np.array(ids, dtype=object),
+        "url": np.array(urls, dtype=object),
+        "source": np.array([source or "" for source in sources], dtype=object),
+        "offset": np.nan_to_num(offsets.astype(np.float64), nan=-1).astype(np.int64),
+        "cluster": cluster_of_member[np.searchsorted(members, member_keys)],
+    }
+
+
+def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, workers: int) -> StageTally:
+    """Deduplicate the documents under `source` into run.dedup; returns the stage's counts."""
+    started = time.monotonic()
+    # Sort-based pull shuffle: no aggregator actors to start, so small runs take a second, and it scales (Ray's
+    # push-based variant is the choice for clusters shuffling terabytes).
+    ray.data.DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    parts = _part_files(source)
+    items = [{"part": index, "path": path} for index, path in enumerate(parts)]
+    rows = (
+        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
+        .materialize()
+    )
+    documents = rows.count()
+    partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, workers)
+
+    exact = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    if config.exact and documents:
+        hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
+            lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
+            batch_format="numpy",
+        )
+        exact = _collect_edges(
+            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy"))
+    exact_removed = np.unique(exact["tail"])
+
+    near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    if config.near and documents:
+        banded = rows.map_batches(
+            _band_rows,
+            fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
+            batch_format="numpy",
+        )
+        near = _collect_edges(
+            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy"))
+        if config.verify_jaccard is not None and len(near["head"]):
+            near = _verified(near, items, config, partitions)
+
+    heads = np.concatenate([exact["head"], near["head"]])
+    tails = np.concatenate([exact["tail"], near["tail"]])
+    involved = np.unique(np.concatenate([heads, tails]))
+    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy"),
+                        ("key", "length", "text_hash"))
+    clusters = connected_components(heads, tails, vertices["key"], vertices["length"])
+    removed = clusters.removed
+    reasons = _removal_reasons(removed, clusters, vertices)
+    members = _collect(
+        ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+            _filter_part,
+            fn_kwargs={
+                "documents_out": str(run.dedup_documents), "rejects_out": str(run.rejects / "dedup") if rejects else None,
+                "members": clusters.members, "removed": removed, "removed_reason": reasons,
+                "cluster_of_member": clusters.cluster,
+            },
+            batch_size=1, batch_format="numpy",
+        ),
+        ("key", "id", "url", "source", "offset", "cluster"),
+    )
+    atomic_write_parquet(run.dedup / "clusters.parquet", _clusters_table(clusters, members, removed, reasons))
+    tally = StageTally("dedup", rows_in=documents, kept=documents - len(removed), seconds=time.monotonic() - started)
+    for reason, count in zip(*np.unique(reasons, return_counts=True)):
+        tally.dropped[str(reason)] = int(count)
+    tally.examples = _examples(clusters, members, removed, reasons)
+    atomic_write_json(run.dedup / "_done.json", {"stage": tally.to_dict(), "partitions": partitions,
+                                                  "clusters": int(len(clusters.kept)), "parts": len(parts)})
+    return tally
+
+
+def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: int) -> dict:
+    """Keep the candidate pairs whose real shingle Jaccard reaches the configured threshold."""
+    shingled = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _shingle_rows, fn_kwargs={"config": config, "edge_heads": near["head"], "edge_tails": near["tail"]},
+        batch_size=1, batch_format="numpy",
+    ).map_batches(lambda b: {**b, "bucket": b["pair"] % partitions}, batch_format="numpy")
+    scored = _collect(shingled.groupby("bucket", num_partitions=partitions).map_groups(_pair_similarity, batch_format="numpy"),
+                      ("pair", "jaccard"))
+    good = scored["pair"][scored["jaccard"] >= config.verify_jaccard]
+    return {"head": near["head"][good], "tail": near["tail"][good]}
+
+
+def _vertices(batch: dict, involved: np.ndarray) -> dict:
+    """Key, length and text hash of the documents that are in some duplicate pair."""
+    keep = np.isin(batch["key"], involved)
+    return {name: batch[name][keep] for name in ("key", "length", "text_hash")}
+
+
+def _removal_reasons(removed: np.ndarray, clusters: Clusters, vertices: dict) -> np.ndarray:
+    """exact_duplicate when a removed document's normalised text equals the kept one's, else near_duplicate."""
+    order = np.argsort(vertices["key"])
+    keys, hashes = vertices["key"][order], vertices["text_hash"][order]
+    same = hashes[np.searchsorted(keys, removed)] == hashes[np.searchsorted(keys, clusters.kept_for(removed))]
+    return np.where(same, "exact_duplicate", "near_duplicate").astype(object)
+
+
+def _clusters_table(clusters: Clusters, members: dict, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
+    """One row per cluster: its kept document and the removed ones with their reasons. Vectorised (no per-member
+    Python objects beyond the id strings), since a big run has hundreds of millions of members."""
+    if not len(clusters.kept):
+        return CLUSTERS_SCHEMA.empty_table()
+    order = np.argsort(members["key"])
+    if not np.array_equal(members["key"][order], clusters.members):
+        raise RuntimeError("dedup: the documents parts changed while the run was deduplicating them")
+    ids, urls = members["id"][order], members["url"][order]
+    kept_index = np.searchsorted(clusters.members, clusters.kept)
+    is_removed = clusters.members != clusters.kept[clusters.cluster]
+    removed_order = np.flatnonzero(is_removed)[np.argsort(clusters.cluster[is_removed], kind="stable")]
+    sizes = np.bincount(clusters.cluster[is_removed], minlength=len(clusters.kept))
+    offsets = pa.array(np.concatenate(([0], np.cumsum(sizes))).astype(np.int32))
+    removed_reason = reasons[np.searchsorted(removed, clusters.members[removed_order])]
+    kept_urls = [url or None for url in urls[kept_index].tolist()]
+    return pa.table({
+        "cluster": pa.array(np.arange(len(clusters.kept), dtype=np.int64)),
+        "size": pa.array((sizes + 1).astype(np.int32)),
+        "kept_id": pa.array(ids[kept_index].tolist(), pa.string()),
+        "kept_url": pa.array(kept_urls, pa.string()),
+        "removed_ids": pa.ListArray.from_arrays(offsets, pa.array(ids[removed_order].tolist(), pa.string())),
+        "removed_reasons": pa.ListArray.from_arrays(offsets, pa.array(removed_reason.tolist(), pa.string())),
+    }, schema=CLUSTERS_SCHEMA)
+
+
+def _examples(clusters: Clusters, members: dict, removed: np.ndarray, reasons: np.ndarray) -> list[dict]:
+    """The first EXAMPLES_PER_REASON removed documents of each reason, with where they came from and which
+    document of which cluster was kept instead (for `pipeline stats` and stats/examples.parquet)."""
+    order = np.argsort(members["key"])
+    sorted_keys = members["key"][order]
+    examples = []
+    for reason in sorted(set(reasons.tolist())):
+        chosen = removed[reasons == reason][:EXAMPLES_PER_REASON]
+        rows = order[np.searchsorted(sorted_keys, chosen)]
+        kept_rows = order[np.searchsorted(sorted_keys, clusters.kept_for(chosen))]
+        for row, kept_row in zip(rows.tolist(), kept_rows.tolist()):
+            examples.append({
+                "outcome": "dropped", "reason": str(reason), "source": members["source"][row] or None,
+                "offset": int(members["offset"][row]) if members["offset"][row] >= 0 else None,
+                "url": members["url"][row] or None,
+                "detail": f"cluster {int(members['cluster'][row])}: kept {members['id'][kept_row]}",
+            })
+    return examples

@@ -1,0 +1,41 @@
+"""Deduplication across the whole run: exact (same normalised text) and near (MinHash-LSH), one kept per cluster.
+
+A global stage: the runner (pipeline/dedup_runner.py) composes the pure functions of stages/minhash.py (signatures,
+band keys, text hashes) and stages/dedup_graph.py (edges, connected components, keep rule) on Ray. The kept
+document of a cluster is the longest; among equally long ones, the first in input order.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stages.base import GlobalStage, StageConfig
+from stages.minhash import MinHashSettings
+
+ROWS_PER_PARTITION = 2_000_000  # shuffle rows one reducer handles at once (about 60 MB)
+
+
+class DedupConfig(StageConfig):
+    exact: bool = Field(True, description="Remove documents whose normalised text equals another's.")
+    near: bool = Field(True, description="Remove near-duplicates found by MinHash-LSH.")
+    minhash: MinHashSettings = Field(
+        default_factory=MinHashSettings,
+        description="Shingles, bands x rows, seed, and the text normalisation (also used by exact dedup).",
+    )
+    verify_jaccard: float | None = Field(
+        None, ge=0, le=1,
+        description="Check each candidate pair's real shingle Jaccard and drop pairs below this; null: trust LSH.",
+    )
+    shuffle_partitions: int | None = Field(
+        None, ge=1, description="Groups of the band-key shuffle; default: from the document count and workers."
+    )
+
+
+def shuffle_partitions(documents: int, bands: int, workers: int) -> int:
+    """Enough partitions that one holds about ROWS_PER_PARTITION band rows, and at least two per worker."""
+    return max(2 * workers, -(-documents * bands // ROWS_PER_PARTITION), 1)
+
+
+class Dedup(GlobalStage):
+    name = "dedup"
+    Config = DedupConfig

@@ -1,0 +1,109 @@
+"""The graph half of deduplication, as vectorised pure functions the runner composes on Ray.
+
+Documents are identified by a 64-bit key (their part file's index in the high 32 bits, their row in the low 32),
+which is unique by construction, unlike a hash of their id. Within one shuffle partition, rows that share a group
+key (an exact text hash, or one LSH band key) become edges: a star from the group's best member to each other
+member. All edges of the run, and only they, come to the driver, where connected components turn them into
+clusters and the best member of each cluster is kept.
+
+"Best" is the documented keep rule: the longest text; among equally long ones, the first in input order (the
+smallest key), so that the same input always keeps the same documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KEY_ROW_BITS = 32
+
+
+def document_keys(part_index: int, rows: int) -> np.ndarray:
+    """Keys of the rows of one part file."""
+    return (np.uint64(part_index) << np.uint64(KEY_ROW_BITS)) | np.arange(rows, dtype=np.uint64)
+
+
+def key_part(keys: np.ndarray) -> np.ndarray:
+    return (keys >> np.uint64(KEY_ROW_BITS)).astype(np.int64)
+
+
+def key_row(keys: np.ndarray) -> np.ndarray:
+    return (keys & np.uint64((1 << KEY_ROW_BITS) - 1)).astype(np.int64)
+
+
+def _best_first(group_keys: np.ndarray, lengths: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Order that sorts rows by group, and within a group puts the best member (longest, then first) first."""
+    return np.lexsort((keys, -lengths, group_keys))
+
+
+def star_edges(group_keys: np.ndarray, keys: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (best member, other member) for every group of rows sharing a group key with at least two rows.
+
+    A document appearing twice in one group (it cannot, but cheaply guarded) gives no self-edge.
+    """
+    if len(keys) < 2:
+        empty = np.empty(0, dtype=np.uint64)
+        return empty, empty
+    order = _best_first(group_keys, lengths.astype(np.int64), keys)
+    grouped, members = group_keys[order], keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], grouped[1:] != grouped[:-1])))
+    sizes = np.diff(np.append(starts, len(grouped)))
+    heads = np.repeat(members[starts], sizes)
+    others = np.ones(len(members), dtype=bool)
+    others[starts] = False
+    others &= members != heads
+    return heads[others], members[others]
+
+
+@dataclass
+class Clusters:
+    """Connected components of the duplicate graph, with the kept member of each."""
+
+    members: np.ndarray  # keys of every document in a cluster of two or more, sorted
+    cluster: np.ndarray  # cluster index of each member
+    kept: np.ndarray  # key kept in each cluster (indexed by cluster)
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Keys of the members that are not kept, sorted."""
+        return self.members[self.members != self.kept[self.cluster]]
+
+    def kept_for(self, keys: np.ndarray) -> np.ndarray:
+        """The kept key of each member key's cluster."""
+        return self.kept[self.cluster[np.searchsorted(self.members, keys)]]
+
+
+def connected_components(
+    heads: np.ndarray, tails: np.ndarray, vertex_keys: np.ndarray, vertex_lengths: np.ndarray
+) -> Clusters:
+    """Clusters from edges; `vertex_keys`/`vertex_lengths` give the length of every key that appears in an edge.
+
+    Label propagation with pointer jumping in numpy: every vertex takes the smallest label among its neighbours
+    until nothing changes; the number of rounds grows with the log of the longest chain, not with its length.
+    """
+    members = np.unique(np.concatenate([heads, tails]))
+    if not len(members):
+        empty = np.empty(0, dtype=np.uint64)
+        return Clusters(empty, np.empty(0, dtype=np.int64), empty)
+    a, b = np.searchsorted(members, heads), np.searchsorted(members, tails)
+    labels = np.arange(len(members))
+    while True:
+        low = np.minimum(labels[a], labels[b])
+        updated = labels.copy()
+        np.minimum.at(updated, a, low)
+        np.minimum.at(updated, b, low)
+        updated = updated[updated]  # pointer jumping: follow labels to their own labels
+        while not np.array_equal(updated, updated[updated]):
+            updated = updated[updated]
+        if np.array_equal(updated, labels):
+            break
+        labels = updated
+    roots, cluster = np.unique(labels, return_inverse=True)
+    order = np.argsort(vertex_keys)
+    lengths = vertex_lengths[order][np.searchsorted(vertex_keys[order], members)]
+    best = np.lexsort((members, -lengths.astype(np.int64), cluster))
+    first_of_cluster = np.flatnonzero(np.concatenate(([True], cluster[best][1:] != cluster[best][:-1])))
+    kept = members[best][first_of_cluster]
+    del roots
+    return Clusters(members, cluster, kept)
