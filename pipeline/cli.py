@@ -5,6 +5,8 @@
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
     pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
     pipeline fetch-models
+    pipeline tokenizer encode --model MODEL|RUN_DIR [--pieces] [TEXT ...]     (no TEXT: standard input)
+    pipeline tokenizer decode --model MODEL|RUN_DIR [ID ...]                  (no ID: standard input)
 
 Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
 one line).
@@ -67,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
         help="fetch the default models (lid.176) into the cache now, so that later runs need no network",
     )
 
+    tokenizer = commands.add_parser("tokenizer", help="encode text to token ids, or decode ids, with a run's tokenizer")
+    actions = tokenizer.add_subparsers(dest="action", required=True)
+    encode = actions.add_parser("encode", help="print the token ids of each TEXT (or of standard input)")
+    decode = actions.add_parser("decode", help="print the text of the token ids given (or read from standard input)")
+    for action in (encode, decode):
+        action.add_argument("--model", required=True,
+                            help="a sentencepiece .model file, or a run directory (its tokenizer/tokenizer.model)")
+    encode.add_argument("--pieces", action="store_true", help="print the pieces beside the ids")
+    encode.add_argument("texts", nargs="*")
+    decode.add_argument("ids", nargs="*")
+
     demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
     demo.add_argument("directory")
     demo.add_argument("--pages", type=int, default=300)
@@ -85,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train_classifier(args)
     if args.command == "fetch-models":
         return _fetch_models()
+    if args.command == "tokenizer":
+        return _tokenizer(args)
     from pipeline.demo_crawl import write_demo_crawl
 
     for path in write_demo_crawl(args.directory, pages=args.pages, files=args.files, seed=args.seed):
@@ -175,6 +190,39 @@ def _stats(run_dir: Path) -> int:
     print(format_funnel(funnel))
     for unit_id, error in summary.get("failed_units", {}).items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
+    return 0
+
+
+
+def _tokenizer(args: argparse.Namespace) -> int:
+    from stages.tokenizer import load_model
+
+    model = Path(args.model)
+    if model.is_dir():
+        model = next((c for c in (model / "tokenizer" / "tokenizer.model", model / "tokenizer.model") if c.is_file()),
+                     model / "tokenizer" / "tokenizer.model")
+    if not model.is_file():
+        return _fail(f"{model}: no such tokenizer model")
+    try:
+        processor = load_model(model.read_bytes())
+    except Exception as exc:
+        return _fail(f"{model}: not a sentencepiece model ({exc})")
+    if args.action == "encode":
+        for text in args.texts or [sys.stdin.read()]:
+            ids = processor.encode(text)
+            if args.pieces:
+                print(" ".join(f"{i}:{processor.id_to_piece(i)!r}" for i in ids))
+            else:
+                print(" ".join(map(str, ids)))
+        return 0
+    words = args.ids or sys.stdin.read().split()
+    try:
+        ids = [int(word) for word in words]
+    except ValueError:
+        return _fail("decode takes integer token ids")
+    if any(not 0 <= i < processor.vocab_size() for i in ids):
+        return _fail(f"token ids must be in 0..{processor.vocab_size() - 1}")
+    sys.stdout.write(processor.decode(ids) + "\n")
     return 0
 
 

@@ -161,6 +161,13 @@ class RunConfig(Strict):
                 seen_global = seen_global or name
             elif seen_global is not None:
                 raise ValueError(f"[{index}] {name} comes after {seen_global}: per-document stages come first")
+        if "tokenize" in names:
+            index = names.index("tokenize")
+            if "tokenizer" in names[index:]:
+                raise ValueError(f"[{names.index('tokenizer')}] tokenizer comes after tokenize, which needs its model")
+            if "tokenizer" not in names and getattr(stages[index], "tokenize").model is None:
+                raise ValueError(f"[{index}].tokenize.model: tokenize needs a tokenizer: list the tokenizer stage "
+                                 "before it, or give the path of a sentencepiece model here")
         return stages
 
     def stage_settings(self) -> list[tuple[str, StageConfig]]:

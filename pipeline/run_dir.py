@@ -8,6 +8,8 @@ writers agree.
     <run>/_done/<unit>.json            completion marker with the unit's counts
     <run>/dedup/documents/part-<unit>.parquet   deduplicated documents (when the run has a dedup stage)
     <run>/dedup/clusters.parquet       duplicate clusters: kept id, removed ids and why
+    <run>/tokenizer/tokenizer.model    the run's sentencepiece BPE model (+ tokenizer.json: settings, sample)
+    <run>/shards/                      token shards (.parquet, .arrow, .index.arrow) and manifest.json
     <run>/stats/                       merged statistics (funnel, reasons, units, examples, summary.json)
 """
 
@@ -68,6 +70,16 @@ class RunDir:
     def output_documents(self) -> Path:
         """Where the run's final documents are: dedup/documents once deduplication has finished, else documents/."""
         return self.dedup_documents if (self.dedup / "_done.json").exists() else self.documents
+
+    @property
+    def tokenizer(self) -> Path:
+        """tokenizer.model, tokenizer.json (settings, sample) and _done.json."""
+        return self.root / "tokenizer"
+
+    @property
+    def shards(self) -> Path:
+        """Token shards (train-NNNNN / validation-NNNNN .parquet, .arrow, .index.arrow), manifest.json, _done.json."""
+        return self.root / "shards"
 
     @property
     def stats(self) -> Path:

@@ -25,6 +25,7 @@ import ray.data
 
 from pipeline.config import ConfigError, RunConfig
 from pipeline.dedup_runner import run_dedup
+from pipeline.tokenize_runner import run_tokenize, run_tokenizer
 from pipeline.io.units import Unit
 from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
@@ -140,7 +141,7 @@ def run_pipeline(
 
 
 def _global_marker(run: RunDir, name: str) -> Path:
-    return run.root / name / "_done.json"
+    return run.root / STAGES[name].directory / "_done.json"
 
 
 def _global_done(run: RunDir, name: str) -> bool:
@@ -151,11 +152,28 @@ def _global_tally(run: RunDir, name: str) -> StageTally:
     return StageTally.from_dict(json.loads(_global_marker(run, name).read_text())["stage"])
 
 
+def _global_source(config: RunConfig, run: RunDir, name: str) -> Path:
+    """The documents a global stage reads: those of the last earlier global stage that writes documents (dedup),
+    else what the per-document stages kept."""
+    source = run.documents
+    for earlier, _ in config.global_stages():
+        if earlier == name:
+            break
+        if STAGES[earlier].writes_documents:
+            source = run.root / STAGES[earlier].directory / "documents"
+    return source
+
+
 def _run_global(name: str, settings, config: RunConfig, run: RunDir) -> None:
-    """Run one global stage over what the per-document stages kept (documents/)."""
+    """Run one global stage over the documents it reads (see _global_source)."""
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    source = _global_source(config, run, name)
     if name == "dedup":
-        run_dedup(settings, run, source=run.documents, rejects=config.rejects, workers=workers)
+        run_dedup(settings, run, source=source, rejects=config.rejects, workers=workers)
+    elif name == "tokenizer":
+        run_tokenizer(settings, run, source=source, workers=workers)
+    elif name == "tokenize":
+        run_tokenize(settings, run, source=source, workers=workers)
     else:
         raise NotImplementedError(f"no runner for global stage {name}")
 
@@ -256,7 +274,19 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
             poller.join()
             printer.update(ray.get(board.totals.remote()), done[0])
             printer.finish()
+    del results, dataset
+    _wait_for_idle_cpus()
     return failed
+
+
+def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
+    """Wait until the worker actors have let go of their CPUs. Ray Data tears an actor pool down in the background
+    after its last result, and a global stage that starts meanwhile finds no free CPU and waits anyway, with its
+    clock running; this way each step's time is its own."""
+    total = ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threading.Event) -> None:
@@ -297,5 +327,11 @@ def print_result(result: RunResult) -> None:
     documents = documents_kept(result.funnel)
     output = RunDir(result.run_dir).output_documents
     print(f"\n{documents:,} documents in {output}; statistics in {result.run_dir / 'stats'}")
+    manifest = RunDir(result.run_dir).shards / "manifest.json"
+    if manifest.exists():
+        shards = json.loads(manifest.read_text())
+        count = sum(len(split["shards"]) for split in shards["splits"].values())
+        print(f"{shards['tokens']:,} tokens ({shards['dtype']}, vocabulary {shards['vocab_size']:,}) in {count} "
+              f"shards: {manifest}")
     if result.failed_units:
         print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")

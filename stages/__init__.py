@@ -1,4 +1,4 @@
-"""Per-document stages, one module each. `STAGES` maps the names a config may list to their classes.
+"""Stages, one module each (per-document ones, then global ones). `STAGES` maps the names a config may list to their classes.
 
 Importing this package is cheap: heavy libraries are imported when a stage is built, not here.
 """
@@ -13,6 +13,8 @@ from stages.gopher_quality import GopherQuality
 from stages.gopher_repetition import GopherRepetition
 from stages.langid import LangId
 from stages.pii import Pii
+from stages.tokenize import Tokenize
+from stages.tokenizer import Tokenizer
 from stages.word_list import ToxicWords
 
 # In the order a config would usually list them: cheap decisions first, PII redaction last, then the global
@@ -21,7 +23,7 @@ STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
         Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
-        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup,
+        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize,
     )
 }
 

@@ -52,6 +52,11 @@ class GlobalStage(StageKind):
     """A stage over the whole run at once (deduplication, tokenizer training). It exposes pure functions that the
     runner composes on Ray; it is listed after the per-document stages and reads what they kept."""
 
+    # Its folder in the run directory, which holds its outputs and its completion marker (_done.json).
+    directory: ClassVar[str]
+    # Whether it writes documents (a documents/ folder in `directory`) that later stages read instead.
+    writes_documents: ClassVar[bool] = False
+
 
 class Stage(StageKind):
     """A per-document stage: subclasses set `name`, `Config`, `output_fields` and implement `process`."""

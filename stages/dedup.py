@@ -39,3 +39,5 @@ def shuffle_partitions(documents: int, bands: int, workers: int) -> int:
 class Dedup(GlobalStage):
     name = "dedup"
     Config = DedupConfig
+    directory = "dedup"
+    writes_documents = True

@@ -222,6 +222,9 @@ def test_quickstart_runs_offline_and_its_output_reads_back(tmp_path):
     assert dedup["rows_in"] == len(pd.read_parquet(output / "documents")) > dedup["kept"] == len(docs)
     assert {example["reason"] for example in dedup["examples"]} <= {"near_duplicate", "exact_duplicate"}
     assert dedup["examples"] and all("kept" in example["detail"] for example in dedup["examples"])
+    manifest = json.loads((output / "shards" / "manifest.json").read_text())  # tokenizer and shards ran last
+    assert manifest["documents"] == len(docs) and len(manifest["splits"]["train"]["shards"]) >= 2
+    assert "tokens" in completed.stdout and (output / "tokenizer" / "tokenizer.model").exists()
     shown = cli("stats", str(output))
     assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
 

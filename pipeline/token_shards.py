@@ -1,0 +1,115 @@
+"""Token shards on disk: the layout the trainer reads, written atomically and read back without copies.
+
+One shard is three files, each written to a temporary name and renamed:
+
+    <split>-<NNNNN>.parquet       one row per document: id, n_tokens, tokens (list<uint16|uint32>), for notebooks
+    <split>-<NNNNN>.arrow         Arrow IPC file, one record batch, one column `tokens`: every document's tokens,
+                                  each followed by the end-of-document id, back to back; memory-map it and
+                                  `.to_numpy()` is a view of the mapped file (no copy)
+    <split>-<NNNNN>.index.arrow   Arrow IPC file: id, start (offset into the flat tokens), n_tokens, per document
+
+`manifest.json` beside them lists every shard with its counts and the sha256 of each file, the dtype, vocabulary
+size, end-of-document id, tokenizer path (relative, so a run directory can move) and the split settings.
+n_tokens counts the end-of-document token, so: manifest tokens = sum of Parquet n_tokens = length of the Arrow
+token arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from pipeline.io.atomic import temporary_path
+
+MANIFEST = "manifest.json"
+FORMAT = "ccpipeline-token-shards/1"
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit(temporary: Path, final: Path) -> str:
+    os.replace(temporary, final)
+    return _sha256(final)
+
+
+def write_shard(directory: Path, name: str, ids: list[str], tokens: pa.ListArray | pa.LargeListArray,
+                dtype: np.dtype) -> dict:
+    """Write one shard's three files from its documents, in the order given; returns its manifest entry."""
+    directory.mkdir(parents=True, exist_ok=True)
+    value_type = pa.from_numpy_dtype(dtype)
+    flat = tokens.flatten().cast(value_type)
+    lengths = np.asarray(tokens.value_lengths().fill_null(0), dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+    documents = pa.table({
+        "id": pa.array(ids, pa.string()),
+        "n_tokens": pa.array(lengths.astype(np.int32)),
+        "tokens": pa.LargeListArray.from_arrays(offsets, flat).cast(pa.list_(value_type)),
+    })
+    files = {"parquet": f"{name}.parquet", "arrow": f"{name}.arrow", "index": f"{name}.index.arrow"}
+    writers = {
+        "parquet": lambda path: pq.write_table(documents, path, compression="zstd", row_group_size=8_192),
+        "arrow": lambda path: _write_ipc(path, pa.table({"tokens": flat})),
+        "index": lambda path: _write_ipc(path, pa.table({"id": documents["id"], "start": pa.array(starts),
+                                                         "n_tokens": documents["n_tokens"]})),
+    }
+
+    def write_and_hash(kind: str) -> str:
+        temporary = temporary_path(directory / files[kind])
+        writers[kind](temporary)
+        return _commit(temporary, directory / files[kind])
+
+    # Arrow's writers and hashlib release the GIL: the three files are written (and hashed) at once.
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        checksums = dict(zip(files, pool.map(write_and_hash, files)))
+    return {"name": name, "files": files, "documents": len(ids), "tokens": int(lengths.sum()), "sha256": checksums}
+
+
+def _write_ipc(path: Path, table: pa.Table) -> None:
+    """One record batch, so that the whole column is one contiguous buffer in the file."""
+    batch = table.combine_chunks().to_batches(max_chunksize=max(1, table.num_rows))
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        for record_batch in batch or [pa.RecordBatch.from_pylist([], schema=table.schema)]:
+            writer.write_batch(record_batch)
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    temporary = temporary_path(directory / MANIFEST)
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, directory / MANIFEST)
+
+
+def read_manifest(directory: str | Path) -> dict:
+    return json.loads((Path(directory) / MANIFEST).read_text())
+
+
+def map_tokens(path: str | Path) -> np.ndarray:
+    """The flat tokens of an .arrow shard as a read-only numpy view of the memory-mapped file (no copy)."""
+    source = pa.memory_map(str(path), "r")
+    reader = ipc.open_file(source)
+    if reader.num_record_batches != 1:
+        raise ValueError(f"{path}: expected one record batch, found {reader.num_record_batches}")
+    return reader.get_batch(0).column(0).to_numpy(zero_copy_only=True)
+
+
+def read_index(path: str | Path) -> pa.Table:
+    """id, start, n_tokens of every document of a shard (from its .index.arrow)."""
+    return ipc.open_file(pa.memory_map(str(path), "r")).read_all()  # the table keeps the mapping alive

@@ -1,0 +1,158 @@
+"""The tokenizer and tokenize global stages on Ray.
+
+tokenizer: a bottom-k sample of the documents by seeded id hash, drawn in two passes so that nothing bigger than k
+hashes or k texts ever reaches the driver (1: each part's k smallest hashes, merged on the driver as they arrive,
+give the k-th smallest; 2: each part sends the texts at or under it), then sentencepiece training on the driver.
+Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings and what the sample was) and _done.json.
+
+tokenize: one actor per worker loads the model once; each task encodes one documents part and returns its rows
+(id, tokens, n_tokens, split, shuffle key) to the object store. The token counts per split give the shard counts;
+a Ray shuffle (groupby on split and shard) brings each shard's documents to one call, which orders them by shuffle
+key and writes the shard (pipeline/token_shards.py). The driver writes manifest.json from the shards' entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from ray.data.context import ShuffleStrategy
+
+from pipeline.io.atomic import atomic_write_bytes, atomic_write_json
+from pipeline.run_dir import RunDir
+from pipeline.stats import StageTally
+from pipeline.token_shards import FORMAT, write_manifest
+from pipeline.token_tasks import encode_slice, slices, split_by_shard, write_shard_task
+from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig, shard_count
+from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, train_model, \
+    training_lines
+
+MODEL_FILE = "tokenizer.model"
+
+
+def _part_files(source: Path) -> list[str]:
+    return sorted(str(path) for path in source.glob("part-*.parquet"))
+
+
+def _parts_dataset(parts: list[str]) -> ray.data.Dataset:
+    return ray.data.from_items([{"path": path} for path in parts], override_num_blocks=max(1, len(parts)))
+
+
+# --------------------------------------------------------------------------------------------------- tokenizer
+
+
+def _part_bottom_hashes(batch: dict, k: int, seed: int) -> dict:
+    """The k smallest id hashes of one documents part."""
+    ids = pq.read_table(str(batch["path"][0]), columns=["id"]).column("id").to_pylist()
+    hashes = id_hashes(ids, seed)
+    return {"hash": hashes[bottom_k(hashes, k)]}
+
+
+def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
+    table = pq.read_table(str(batch["path"][0]), columns=["id", "text"])
+    ids = table.column("id").to_pylist()
+    chosen = np.flatnonzero(id_hashes(ids, seed) <= np.uint64(threshold))
+    texts = table.column("text").take(pa.array(chosen, pa.int64())).to_pylist()
+    return {"hash": id_hashes([ids[i] for i in chosen], seed), "id": np.array([ids[i] for i in chosen], dtype=object),
+            "text": np.array([(text or "")[:chars] for text in texts], dtype=object)}
+
+
+def run_tokenizer(config: TokenizerConfig, run: RunDir, source: Path, workers: int) -> StageTally:
+    """Train (or copy) the run's tokenizer into run.tokenizer; returns the stage's counts (it drops nothing)."""
+    started = time.monotonic()
+    parts = _part_files(source)
+    documents = sum(pq.ParquetFile(path).metadata.num_rows for path in parts)
+    details: dict = {"source": str(source)}
+    if config.model is not None:
+        model = Path(config.model).read_bytes()
+        details["copied_from"] = config.model
+    else:
+        k = config.sample_documents
+        smallest = np.empty(0, np.uint64)
+        hashes = _parts_dataset(parts).map_batches(
+            _part_bottom_hashes, fn_kwargs={"k": k, "seed": config.seed}, batch_size=1, batch_format="numpy")
+        for batch in hashes.iter_batches(batch_format="numpy", batch_size=None):
+            merged = np.concatenate([smallest, batch["hash"]])
+            smallest = merged[bottom_k(merged, k)]
+        threshold = int(smallest.max()) if len(smallest) else 0
+        sample = {"hash": [], "id": [], "text": []}
+        sampled = _parts_dataset(parts).map_batches(
+            _part_sample, fn_kwargs={"threshold": threshold, "seed": config.seed,
+                                     "chars": config.sample_chars_per_document},
+            batch_size=1, batch_format="numpy")
+        for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
+            for name in sample:
+                sample[name].extend(batch[name].tolist())
+        order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
+        texts = [sample["text"][i] for i in order]  # in hash order: the same sample trains the same model
+        model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=workers)
+        details.update(sample_documents=len(texts), sample_characters=sum(map(len, texts)))
+    processor = load_model(model)
+    atomic_write_bytes(run.tokenizer / MODEL_FILE, model)
+    description = {
+        "model": MODEL_FILE, "sha256": hashlib.sha256(model).hexdigest(), "vocab_size": processor.vocab_size(),
+        "eos_id": processor.eos_id(), "dtype": token_dtype(processor.vocab_size()).name,
+        "settings": config.model_dump(mode="json"), **details,
+    }
+    atomic_write_json(run.tokenizer / "tokenizer.json", description)
+    tally = StageTally("tokenizer", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
+    atomic_write_json(run.tokenizer / "_done.json", {"stage": tally.to_dict(), **description})
+    return tally
+
+
+# ---------------------------------------------------------------------------------------------------- tokenize
+
+def run_tokenize(config: TokenizeConfig, run: RunDir, source: Path, workers: int) -> StageTally:
+    """Encode every document under `source` into run.shards; returns the stage's counts.
+
+    A map-reduce over Ray's object store: encoding tasks (one per slice of ~1,000 documents) leave their rows
+    there and send only counts to the driver; the counts give the shard counts; split tasks cut each slice by
+    shard; one task per shard gathers its pieces, orders them and writes the shard. The driver holds object
+    references and counts, never documents or tokens."""
+    started = time.monotonic()
+    model_path = Path(config.model) if config.model else run.tokenizer / MODEL_FILE
+    model = model_path.read_bytes()
+    vocab_size = load_model(model).vocab_size()
+    dtype = token_dtype(vocab_size)
+    model_ref = ray.put(model)
+    settings = config.model_dump(mode="json")
+    encoded = [encode_slice.remote(path, groups, model_ref, settings) for path, groups in slices(_part_files(source))]
+    counts = ray.get([counts for counts, _ in encoded])
+    documents = sum(c["documents"] for c in counts)
+    empty = sum(c["empty"] for c in counts)
+    splits = {split: {"documents": sum(c[split]["documents"] for c in counts),
+                      "tokens": sum(c[split]["tokens"] for c in counts)} for split in (TRAIN, VALIDATION)}
+    shards = {split: shard_count(totals["tokens"], config.shard_tokens) if totals["documents"] else 0
+              for split, totals in splits.items()}
+    groups = [(TRAIN, number) for number in range(shards[TRAIN])]
+    groups += [(VALIDATION, number) for number in range(shards[VALIDATION])]
+    pieces = [split_by_shard.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded]
+    written = [write_shard_task.remote(str(run.shards), split, number, dtype.name, *pieces, group=group)
+               for group, (split, number) in enumerate(groups)]
+    entries = ray.get(written)
+    del encoded, pieces
+    run.shards.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = (Path("..") / model_path.relative_to(run.root) if model_path.is_relative_to(run.root)
+                      else model_path.resolve())
+    manifest = {
+        "format": FORMAT, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": EOS_ID,
+        "tokenizer": {"path": str(tokenizer_path), "sha256": hashlib.sha256(model).hexdigest()},
+        "seed": config.seed, "validation_fraction": config.validation_fraction,
+        "documents": documents - empty, "tokens": sum(totals["tokens"] for totals in splits.values()),
+        "splits": {split: {**splits[split], "shards": [entry for entry, (name, _) in zip(entries, groups)
+                                                       if name == split]} for split in (TRAIN, VALIDATION)},
+    }
+    write_manifest(run.shards, manifest)
+    tally = StageTally("tokenize", rows_in=documents, kept=documents - empty, seconds=time.monotonic() - started)
+    if empty:
+        tally.dropped["no_tokens"] = empty
+    atomic_write_json(run.shards / "_done.json", {"stage": tally.to_dict(), "tokens": manifest["tokens"],
+                                                   "shards": len(groups)})
+    return tally

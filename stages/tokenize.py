@@ -1,0 +1,77 @@
+"""Tokenize every kept document into token shards a trainer can stream (global stage).
+
+The runner (pipeline/tokenize_runner.py) encodes the documents on a pool of Ray actors with the run's tokenizer
+(the `tokenizer` stage's model, or this stage's own `model`), then groups them into shards with a Ray shuffle and
+writes them with pipeline/token_shards.py. The pure parts are here: encoding a batch, the train/validation split and
+the shard of each document.
+
+Determinism: a document's split depends only on its id (a fixed-key hash), its shard and its place in the shard
+only on its id and `seed`. So the same documents give byte-identical shards whatever the order, partitioning or
+number of workers, and a trainer reading shards in order sees documents in a seeded random order, not one
+website after another.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from stages.base import StageConfig
+from stages.tokenizer import EOS_ID, GivenModelStage, id_hashes, load_model, token_dtype
+
+SPLIT_SEED = 0x5EED_5B1D  # fixed: the split of a document never changes with the shuffle seed
+TRAIN, VALIDATION = "train", "validation"
+
+
+class TokenizeConfig(StageConfig):
+    model: str | None = Field(
+        None, description="sentencepiece model to encode with; default: the one the run's tokenizer stage made."
+    )
+    validation_fraction: float = Field(
+        0.01, ge=0, lt=1, description="Share of documents in the validation split, chosen by a hash of their id."
+    )
+    shard_tokens: int = Field(
+        50_000_000, ge=1_000, description="Target tokens per shard; each split gets ceil(tokens / this) shards."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the order of documents across and within shards.")
+    batch_documents: int = Field(256, ge=1, description="Documents encoded per call.")
+
+
+class Tokenize(GivenModelStage):
+    name = "tokenize"
+    Config = TokenizeConfig
+    directory = "shards"
+
+
+def splits_of(ids: Sequence[str], validation_fraction: float) -> np.ndarray:
+    """True where a document is in the validation split: its fixed-key id hash is in the lowest fraction."""
+    return id_hashes(ids, SPLIT_SEED) < np.uint64(min(int(validation_fraction * 2.0**64), (1 << 64) - 1))
+
+
+def shard_count(tokens: int, shard_tokens: int) -> int:
+    return max(1, math.ceil(tokens / shard_tokens))
+
+
+class Encoder:
+    """Texts -> token ids with an end-of-document token after each; built once per worker."""
+
+    def __init__(self, model: bytes):
+        self.processor = load_model(model)
+        self.vocab_size = self.processor.vocab_size()
+        self.dtype = token_dtype(self.vocab_size)
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        encoded = self.processor.encode(list(texts), out_type=int, num_threads=1)  # one worker, one core
+        out = []
+        for ids in encoded:
+            array = np.empty(len(ids) + 1, dtype=self.dtype)
+            array[:-1] = ids
+            array[-1] = EOS_ID
+            out.append(array)
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.processor.decode([int(i) for i in ids])

@@ -1,0 +1,280 @@
+"""Tokenizer training and token shards: exact round trips on real cleaned text, deterministic byte-identical shards,
+token counts that agree everywhere, every document in exactly one shard of one split, and zero-copy reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config
+from pipeline.runner import run_pipeline
+from pipeline.stats import accounting_problems
+from pipeline.token_shards import map_tokens, read_index, read_manifest, write_shard
+from stages.tokenize import Encoder, splits_of
+from stages.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, \
+    train_model, training_lines
+
+REPO = Path(__file__).resolve().parents[1]
+AWKWARD_TEXTS = [
+    "", " ", "  leading and trailing spaces  ", "tabs\tand\r\nwindows line ends\r\n", "\n\nblank lines\n\n\n",
+    "emoji 😀🎉 and zero-width\u200bjoiner", "中文字符 и русский текст, العربية", "control \x00\x07 chars",
+    "combining e\u0301 vs é, ligature ﬁ, fullwidth ＡＢＣ", "1234567890 digits 3.14159", "<|endoftext|> literal",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(real_page_texts) -> tuple[bytes, list[str]]:
+    """A 4,000-piece BPE model trained on half of the 865 real pages our extract stage cleaned; all the texts."""
+    texts = [page["text"] for page in real_page_texts]
+    model = train_model(training_lines(texts[::2], 100_000), TokenizerConfig(vocab_size=4000), threads=2)
+    return model, texts
+
+
+def test_decode_of_encode_is_the_input_for_every_cleaned_real_page(trained):
+    model, texts = trained
+    processor = load_model(model)
+    assert processor.vocab_size() == 4000 and processor.eos_id() == EOS_ID
+    for text in texts + AWKWARD_TEXTS:  # the other half was never seen in training
+        ids = processor.encode(text)
+        assert processor.decode(ids) == text
+        assert UNK_ID not in ids  # byte fallback: nothing is unknown
+
+
+def test_newlines_and_special_tokens_are_pieces_of_their_own(real_page_texts):
+    texts = [page["text"] for page in real_page_texts[:200]]
+    config = TokenizerConfig(vocab_size=1000, special_tokens=["<|user|>", "<|assistant|>"])
+    processor = load_model(train_model(training_lines(texts, 100_000), config))
+    assert processor.encode("\n") == [processor.piece_to_id("\n")]
+    assert processor.encode("a<|user|>b")[1] == processor.piece_to_id("<|user|>")
+    assert processor.decode(processor.encode("x <|assistant|>\ny")) == "x <|assistant|>\ny"
+
+
+def test_training_is_deterministic(real_page_texts):
+    texts = [page["text"] for page in real_page_texts[:300]]
+    config = TokenizerConfig(vocab_size=1500)
+    first = train_model(training_lines(texts, 100_000), config, threads=2)
+    assert train_model(training_lines(texts, 100_000), config, threads=1) == first
+
+
+def test_training_lines_are_never_longer_than_sentencepiece_accepts():
+    giant = "word " * 50_000 + "\n" + "x" * 200_000
+    lines = list(training_lines([giant], 1_000_000))
+    assert all(len(line.encode()) <= 1 << 16 for line in lines)
+    assert "".join(lines) == giant.replace("\n", "")
+
+
+def test_bottom_k_is_a_uniform_sample_that_ignores_input_order():
+    ids = [f"doc-{i}" for i in range(20_000)]
+    hashes = id_hashes(ids, seed=3)
+    chosen = {ids[i] for i in bottom_k(hashes, 2_000)}
+    shuffled = list(np.random.default_rng(0).permutation(ids))
+    assert {shuffled[i] for i in bottom_k(id_hashes(shuffled, seed=3), 2_000)} == chosen
+    # uniform: each tenth of the ids holds about a tenth of the sample (binomial sd ~ 13)
+    per_tenth = np.bincount([int(doc_id.split("-")[1]) // 2_000 for doc_id in chosen], minlength=10)
+    assert np.abs(per_tenth - 200).max() < 60
+    assert {ids[i] for i in bottom_k(id_hashes(ids, seed=4), 2_000)} != chosen
+
+
+def test_token_dtype_is_uint16_while_the_vocabulary_fits():
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
+
+
+def test_a_uint32_shard_reads_back_with_counts_that_agree(tmp_path):
+    tokens = pa.array([[70_000, 5, EOS_ID], [EOS_ID], [1, 2, 3, 100_000, EOS_ID]], pa.list_(pa.uint32()))
+    entry = write_shard(tmp_path, "train-00000", ["a", "b", "c"], tokens, np.dtype(np.uint32))
+    flat = map_tokens(tmp_path / "train-00000.arrow")
+    assert flat.dtype == np.uint32 and flat.tolist() == [70_000, 5, 2, 2, 1, 2, 3, 100_000, 2]
+    assert entry["tokens"] == 9 == pq.read_table(tmp_path / "train-00000.parquet")["n_tokens"].to_numpy().sum()
+    assert read_index(tmp_path / "train-00000.index.arrow")["start"].to_pylist() == [0, 3, 4]
+
+
+# ------------------------------------------------------------------------------------------- end to end on Ray
+
+
+def write_corpus(directory: Path, texts: list[str]) -> list[Path]:
+    """The texts as three JSONL files, with two empty documents among them."""
+    records = [{"id": f"page-{i:04d}", "text": text} for i, text in enumerate(texts)]
+    records[10]["text"] = records[500]["text"] = ""
+    paths = []
+    for index in range(3):
+        path = directory / f"corpus-{index}.jsonl"
+        path.write_text("".join(json.dumps(record) + "\n" for record in records[index::3]))
+        paths.append(path)
+    return paths
+
+
+def tokenize_run(tmp_path: Path, name: str, inputs: list[Path], **tokenize) -> Path:
+    config_file = tmp_path / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "name": name, "input": {"paths": [str(path) for path in inputs]},
+        "stages": [{"tokenizer": {"vocab_size": 3000, "sample_documents": 400}},
+                   {"tokenize": {"validation_fraction": 0.1, "shard_tokens": 150_000, **tokenize}}],
+    }))
+    result = run_pipeline(load_config(config_file, output=str(tmp_path / name)), show_progress=False)
+    assert result.ok and not accounting_problems(result.funnel)
+    return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, real_page_texts, local_ray) -> tuple[Path, Path, dict[str, str]]:
+    tmp_path = tmp_path_factory.mktemp("tokenize")
+    texts = [page["text"] for page in real_page_texts]
+    inputs = write_corpus(tmp_path, texts)
+    originals = {f"page-{i:04d}": text for i, text in enumerate(texts) if i not in (10, 500)}
+    return tokenize_run(tmp_path, "first", inputs), tokenize_run(tmp_path, "second", inputs), originals
+
+
+def shard_files(run_dir: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((run_dir / "shards").iterdir())
+            if path.name != "_done.json"}
+
+
+@pytest.mark.slow
+def test_same_config_and_input_twice_gives_byte_identical_shards_and_manifest(two_runs):
+    first, second, _ = two_runs
+    files = shard_files(first)
+    assert files == shard_files(second)
+    assert {"manifest.json", "train-00000.arrow", "train-00000.parquet", "validation-00000.parquet"} <= set(files)
+    assert (first / "tokenizer" / "tokenizer.model").read_bytes() == (second / "tokenizer" / "tokenizer.model").read_bytes()
+
+
+@pytest.mark.slow
+def test_token_counts_agree_and_every_document_is_in_exactly_one_shard_of_one_split(two_runs):
+    run_dir, _, originals = two_runs
+    manifest = read_manifest(run_dir / "shards")
+    model = (run_dir / "shards" / manifest["tokenizer"]["path"]).resolve().read_bytes()
+    assert hashlib.sha256(model).hexdigest() == manifest["tokenizer"]["sha256"]
+    encoder = Encoder(model)
+    assert manifest["dtype"] == "uint16" and manifest["vocab_size"] == 3000
+    seen: dict[str, str] = {}
+    parquet_tokens = arrow_tokens = 0
+    for split, description in manifest["splits"].items():
+        assert len(description["shards"]) >= (2 if split == "train" else 1)
+        for shard in description["shards"]:
+            files = {kind: run_dir / "shards" / name for kind, name in shard["files"].items()}
+            for kind, path in files.items():
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"][kind]
+            rows = pq.read_table(files["parquet"])
+            flat = map_tokens(files["arrow"])
+            index = read_index(files["index"])
+            assert rows["n_tokens"].to_numpy().sum() == len(flat) == shard["tokens"]
+            assert rows["id"].to_pylist() == index["id"].to_pylist() and len(rows) == shard["documents"]
+            for doc_id, tokens, start in zip(rows["id"].to_pylist(), rows["tokens"].to_pylist(),
+                                             index["start"].to_pylist()):
+                assert doc_id not in seen, f"{doc_id} in {seen.get(doc_id)} and {shard['name']}"
+                seen[doc_id] = shard["name"]
+                assert flat[start:start + len(tokens)].tolist() == tokens and tokens[-1] == EOS_ID
+                assert encoder.decode(tokens[:-1]) == originals[doc_id]
+            parquet_tokens += rows["n_tokens"].to_numpy().sum()
+            arrow_tokens += len(flat)
+    assert manifest["tokens"] == parquet_tokens == arrow_tokens
+    assert set(seen) == set(originals)  # the two empty documents are dropped, counted as no_tokens
+    in_validation = {doc_id for doc_id, shard in seen.items() if shard.startswith("validation")}
+    ids = sorted(originals)
+    assert in_validation == {doc_id for doc_id, is_val in zip(ids, splits_of(ids, 0.1)) if is_val}
+    funnel = json.loads((run_dir / "stats" / "summary.json").read_text())["stages"]
+    tokenize = next(stage for stage in funnel if stage["stage"] == "tokenize")
+    assert tokenize["dropped"] == {"no_tokens": 2} and tokenize["kept"] == len(originals)
+
+
+@pytest.mark.slow
+def test_shards_are_shuffled_not_in_input_order(two_runs):
+    run_dir, _, _ = two_runs
+    ids = pq.read_table(run_dir / "shards" / "train-00000.parquet")["id"].to_pylist()
+    positions = [int(doc_id.split("-")[1]) for doc_id in ids]
+    assert abs(np.corrcoef(np.arange(len(positions)), positions)[0, 1]) < 0.2
+
+
+def mapping_of(address: int, size: int) -> str | None:
+    """The file mapped at [address, address + size) in this process (Linux /proc/self/maps), if any."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        begin, end = (int(value, 16) for value in fields[0].split("-"))
+        if begin <= address and address + size <= end:
+            return fields[5] if len(fields) == 6 else None
+    return None
+
+
+@pytest.mark.slow
+def test_arrow_shards_memory_map_without_a_copy(two_runs):
+    path = two_runs[0] / "shards" / "train-00000.arrow"
+    before = pa.total_allocated_bytes()
+    tokens = map_tokens(path)
+    assert pa.total_allocated_bytes() == before  # Arrow allocated nothing: the column is the mapped file
+    assert not tokens.flags.owndata and not tokens.flags.writeable
+    address = tokens.__array_interface__["data"][0]
+    assert mapping_of(address, tokens.nbytes) == str(path.resolve())  # the array lies in a mapping of the file
+    assert tokens.dtype == np.uint16 and len(tokens) > 10_000
+
+
+@pytest.mark.slow
+def test_an_existing_model_is_used_as_given(tmp_path, trained, local_ray):
+    model, texts = trained
+    (tmp_path / "given.model").write_bytes(model)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts[:50])))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "name": "given", "input": {"paths": [str(corpus)]},
+        "stages": [{"tokenize": {"model": str(tmp_path / "given.model"), "validation_fraction": 0}}],
+    }))
+    run = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False).run_dir
+    manifest = read_manifest(run / "shards")
+    assert manifest["splits"]["validation"]["shards"] == [] and manifest["vocab_size"] == 4000
+    rows = pq.read_table(run / "shards" / "train-00000.parquet").to_pylist()
+    processor = load_model(model)
+    assert all(row["tokens"] == processor.encode(texts[int(row["id"][1:])]) + [EOS_ID] for row in rows)
+
+
+def test_tokenize_without_a_tokenizer_is_a_config_error(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "x"}\n')
+    for stages, message in (
+        (["tokenize"], "tokenize needs a tokenizer"),
+        (["tokenize", "tokenizer"], "tokenizer comes after tokenize"),
+        (["tokenizer", "extract"], "per-document stages come first"),
+    ):
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(yaml.safe_dump({"name": "x", "input": {"paths": [str(corpus)]}, "stages": stages}))
+        with pytest.raises(ConfigError, match=message):
+            load_config(config_file)
+
+
+def test_the_tokenizer_command_encodes_and_decodes(tmp_path, trained):
+    model, _ = trained
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer.model").write_bytes(model)
+    text = "The harbour was quiet.\nZweite Zeile, 😀"
+    cli = [sys.executable, "-m", "pipeline.cli", "tokenizer"]
+    encoded = subprocess.run(cli + ["encode", "--model", str(tmp_path), text], capture_output=True, text=True,
+                             cwd=REPO, check=True).stdout
+    assert [int(i) for i in encoded.split()] == load_model(model).encode(text)
+    decoded = subprocess.run(cli + ["decode", "--model", str(tmp_path / "tokenizer" / "tokenizer.model")],
+                             input=encoded, capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert decoded == text + "\n"
+    bad = subprocess.run(cli + ["decode", "--model", str(tmp_path), "999999"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "token ids must be in 0..3999" in bad.stderr
+
+
+def test_a_model_that_is_missing_or_not_sentencepiece_stops_the_run_before_work(tmp_path):
+    from pipeline.config import RunConfig
+    from pipeline.run_dir import RunDir
+    from pipeline.runner import prepare_stages
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "x"}\n')
+    (tmp_path / "junk.model").write_bytes(b"not a model")
+    for model, message in ((tmp_path / "none.model", "does not exist"), (tmp_path / "junk.model", "not a sentencepiece")):
+        config = RunConfig.model_validate({"name": "x", "input": {"paths": [str(corpus)]},
+                                           "stages": [{"tokenize": {"model": str(model)}}]})
+        with pytest.raises(ConfigError, match=rf"stages\[0\]\.tokenize\.model: .*{message}"):
+            prepare_stages(config, RunDir(tmp_path / "run"))
