@@ -190,6 +190,8 @@ def _stats(run_dir: Path) -> int:
     print(format_funnel(funnel))
     for unit_id, error in summary.get("failed_units", {}).items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
+    for name, error in summary.get("failed_stages", {}).items():
+        print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     return 0
 
 

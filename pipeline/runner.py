@@ -54,10 +54,11 @@ class RunResult:
     units_resumed: int
     failed_units: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    failed_stages: dict[str, str] = field(default_factory=dict)  # global stages that could not finish, and why
 
     @property
     def ok(self) -> bool:
-        return not self.failed_units
+        return not self.failed_units and not self.failed_stages
 
 
 @ray.remote(num_cpus=0)
@@ -119,6 +120,7 @@ def run_pipeline(
     pending = [unit for unit in units if not run.is_done(unit.id)]
     global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
     failed: dict[str, str] = {}
+    failed_stages: dict[str, str] = {}
     if pending or global_pending:
         worker_config = prepare_stages(config, run)
         started_here = connect_ray(config, address or config.ray.address)
@@ -128,14 +130,19 @@ def run_pipeline(
                 units = _fix_unit_boundaries(units, worker_config, run, failed)
             if not failed:  # a global stage over part of the input would give a result no input describes
                 for name, settings in global_pending:
-                    _run_global(name, settings, config, run)
+                    try:
+                        _run_global(name, settings, config, run)
+                    except Exception as exc:  # reported by name; the stages after it need its output
+                        failed_stages[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+                        break
         finally:
             if started_here:
                 ray.shutdown()
     markers = [run.read_marker(unit.id) for unit in units if run.is_done(unit.id)]
     funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
     funnel += [_global_tally(run, name) for name, _ in config.global_stages() if _global_done(run, name)]
-    result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started)
+    result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started,
+                       failed_stages)
     write_run_stats(run.stats, funnel, markers, _summary(config, result))
     return result
 
@@ -211,6 +218,7 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
         "units": result.units_total,
         "units_resumed": result.units_resumed,
         "failed_units": result.failed_units,
+        "failed_stages": result.failed_stages,
         "records_read": records_read(result.funnel),
         "documents": documents_kept(result.funnel),
         "output": str(RunDir(result.run_dir).output_documents),
@@ -333,5 +341,9 @@ def print_result(result: RunResult) -> None:
         count = sum(len(split["shards"]) for split in shards["splits"].values())
         print(f"{shards['tokens']:,} tokens ({shards['dtype']}, vocabulary {shards['vocab_size']:,}) in {count} "
               f"shards: {manifest}")
+    for name, error in result.failed_stages.items():
+        print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     if result.failed_units:
         print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")
+    if result.failed_stages:
+        print("Run the same command again to retry the failed stage; finished steps are not redone.")

@@ -90,6 +90,9 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: Path, workers: i
         for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
             for name in sample:
                 sample[name].extend(batch[name].tolist())
+        if not any(text.strip() for text in sample["text"]):
+            raise ValueError(f"no text to train a tokenizer on: {documents:,} documents in {source}, none with text "
+                             "in the sample (give an existing model as tokenizer.model instead)")
         order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
         texts = [sample["text"][i] for i in order]  # in hash order: the same sample trains the same model
         model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=workers)

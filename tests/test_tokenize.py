@@ -278,3 +278,18 @@ def test_a_model_that_is_missing_or_not_sentencepiece_stops_the_run_before_work(
                                            "stages": [{"tokenize": {"model": str(model)}}]})
         with pytest.raises(ConfigError, match=rf"stages\[0\]\.tokenize\.model: .*{message}"):
             prepare_stages(config, RunDir(tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_a_corpus_without_text_fails_the_tokenizer_stage_by_name_and_the_run_says_so(tmp_path, local_ray):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": ""}\n{"id": "b", "text": "   "}\n')
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"name": "x", "input": {"paths": [str(corpus)]},
+                                           "stages": ["tokenizer", "tokenize"]}))
+    result = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False)
+    assert not result.ok and list(result.failed_stages) == ["tokenizer"]
+    assert "no text to train a tokenizer on" in result.failed_stages["tokenizer"]
+    assert not (result.run_dir / "shards").exists()
+    summary = json.loads((result.run_dir / "stats" / "summary.json").read_text())
+    assert list(summary["failed_stages"]) == ["tokenizer"]
