@@ -7,6 +7,8 @@
     pipeline fetch-models
     pipeline tokenizer encode --model MODEL|RUN_DIR [--pieces] [TEXT ...]     (no TEXT: standard input)
     pipeline tokenizer decode --model MODEL|RUN_DIR [ID ...]                  (no ID: standard input)
+    pipeline train --config configs/train-*.yaml [--set key.path=value ...] [--stop-at STEP]
+    pipeline sample --checkpoint OUT_DIR [--prompt TEXT] [--tokens N] [--samples N] [--temperature T] [--top-k K]
 
 Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
 one line).
@@ -80,6 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("texts", nargs="*")
     decode.add_argument("ids", nargs="*")
 
+    trainer = commands.add_parser("train", help="train the included GPT on a run's token shards (needs the train "
+                                  "extra: pip install -e '.[train]')")
+    trainer.add_argument("--config", required=True, help="YAML training config (configs/train-*.yaml)")
+    trainer.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                         help="override a config value, e.g. --set max_steps=200 (repeatable)")
+    trainer.add_argument("--stop-at", type=int, help="stop at this step with a checkpoint; run again to resume")
+
+    sampler = commands.add_parser("sample", help="generate text from a training checkpoint")
+    sampler.add_argument("--checkpoint", required=True, help="the training out_dir, or its checkpoint.pt")
+    sampler.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    sampler.add_argument("--tokens", type=int, default=200, help="most new tokens per sample")
+    sampler.add_argument("--samples", type=int, default=1)
+    sampler.add_argument("--temperature", type=float, default=0.8)
+    sampler.add_argument("--top-k", type=int, default=200)
+    sampler.add_argument("--seed", type=int, default=0)
+    sampler.add_argument("--device", default="cpu")
+
     demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
     demo.add_argument("directory")
     demo.add_argument("--pages", type=int, default=300)
@@ -100,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fetch_models()
     if args.command == "tokenizer":
         return _tokenizer(args)
+    if args.command in ("train", "sample"):
+        return _train(args) if args.command == "train" else _sample(args)
     from pipeline.demo_crawl import write_demo_crawl
 
     for path in write_demo_crawl(args.directory, pages=args.pages, files=args.files, seed=args.seed):
@@ -225,6 +246,46 @@ def _tokenizer(args: argparse.Namespace) -> int:
     if any(not 0 <= i < processor.vocab_size() for i in ids):
         return _fail(f"token ids must be in 0..{processor.vocab_size() - 1}")
     sys.stdout.write(processor.decode(ids) + "\n")
+    return 0
+
+
+def _torch_missing() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def _train(args: argparse.Namespace) -> int:
+    if _torch_missing():
+        return _fail("the trainer needs torch: pip install -e '.[train]' (it pins torch==2.13.0)")
+    from pipeline.config import ConfigError
+    from pipeline.train.train import load_train_config, train
+
+    try:
+        config = load_train_config(args.config, args.overrides)
+        if not (config.shards_dir() / "manifest.json").exists():
+            raise ConfigError(f"{args.config}: shards: no manifest.json in {config.shards_dir()} (run a pipeline "
+                              "config with the tokenize stage first)")
+    except ConfigError as exc:
+        return _fail(str(exc))
+    figures = train(config, log=lambda line: print(line, flush=True), stop_at=args.stop_at)
+    print(f"checkpoint: {config.out_dir}/checkpoint.pt; log: {config.out_dir}/log.jsonl")
+    return 0 if figures else 1
+
+
+def _sample(args: argparse.Namespace) -> int:
+    if _torch_missing():
+        return _fail("sampling needs torch: pip install -e '.[train]' (it pins torch==2.13.0)")
+    from pipeline.train.sample import sample
+
+    path = Path(args.checkpoint)
+    if not (path.is_file() or (path / "checkpoint.pt").is_file()):
+        return _fail(f"{path}: no checkpoint (checkpoint.pt)")
+    for index, text in enumerate(sample(path, args.prompt, args.tokens, args.temperature, args.top_k, args.samples,
+                                        args.seed, device=args.device)):
+        print(f"--- sample {index + 1}\n{args.prompt}{text}")
     return 0
 
 

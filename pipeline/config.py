@@ -161,6 +161,8 @@ class RunConfig(Strict):
                 seen_global = seen_global or name
             elif seen_global is not None:
                 raise ValueError(f"[{index}] {name} comes after {seen_global}: per-document stages come first")
+        if "train" in names and "tokenize" not in names[:names.index("train")]:
+            raise ValueError(f"[{names.index('train')}] train needs the run's token shards: list tokenize before it")
         if "tokenize" in names:
             index = names.index("tokenize")
             if "tokenizer" in names[index:]:
@@ -193,6 +195,24 @@ class RunConfig(Strict):
 def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str | None = None) -> RunConfig:
     """Read, override (`key.path=value`), and validate a config file. Raises ConfigError."""
     path = str(path)
+    raw = read_yaml_mapping(path)
+    for override in overrides:
+        apply_override(raw, override, path)
+    if output is not None:
+        raw["output"] = output
+    return validated(RunConfig, raw, path)
+
+
+def validated(model: type[BaseModel], raw: dict, path: str):
+    """`model` built from `raw`, or a ConfigError naming the file and every bad key path in one line."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_errors(exc)}") from None
+
+
+def read_yaml_mapping(path: str) -> dict:
+    """A YAML file's top-level mapping; ConfigError for a missing, unreadable, non-UTF-8 or invalid file."""
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
@@ -209,14 +229,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str 
         raise ConfigError(f"{path}{where}: not valid YAML: {' '.join(str(problem).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    for override in overrides:
-        apply_override(raw, override, path)
-    if output is not None:
-        raw["output"] = output
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_errors(exc)}") from None
+    return raw
 
 
 def apply_override(raw: dict, override: str, path: str) -> None:

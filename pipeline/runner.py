@@ -26,6 +26,7 @@ import ray.data
 from pipeline.config import ConfigError, RunConfig
 from pipeline.dedup_runner import run_dedup
 from pipeline.tokenize_runner import run_tokenize, run_tokenizer
+from pipeline.io.atomic import atomic_write_json
 from pipeline.io.units import Unit
 from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
@@ -131,7 +132,7 @@ def run_pipeline(
             if not failed:  # a global stage over part of the input would give a result no input describes
                 for name, settings in global_pending:
                     try:
-                        _run_global(name, settings, config, run)
+                        _run_global(name, settings, config, run, show_progress)
                     except Exception as exc:  # reported by name; the stages after it need its output
                         failed_stages[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
                         break
@@ -171,7 +172,22 @@ def _global_source(config: RunConfig, run: RunDir, name: str) -> Path:
     return source
 
 
-def _run_global(name: str, settings, config: RunConfig, run: RunDir) -> None:
+def _run_train(settings, run: RunDir, show_progress: bool) -> None:
+    """The trainer, on this machine (not a Ray worker), on the run's shards; its counts and final figures go to
+    <run>/train/_done.json."""
+    from pipeline.train.settings import TrainConfig
+    from pipeline.train.train import train
+
+    started = time.monotonic()
+    config = TrainConfig(**settings.model_dump(), shards=str(run.shards), out_dir=str(run.root / "train"))
+    figures = train(config, log=(lambda line: print(f"  train {line}", flush=True)) if show_progress else
+                    (lambda line: None))
+    documents = json.loads((run.shards / "manifest.json").read_text())["documents"]
+    tally = StageTally("train", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
+    atomic_write_json(run.root / "train" / "_done.json", {"stage": tally.to_dict(), "final": figures})
+
+
+def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False) -> None:
     """Run one global stage over the documents it reads (see _global_source)."""
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     source = _global_source(config, run, name)
@@ -181,6 +197,8 @@ def _run_global(name: str, settings, config: RunConfig, run: RunDir) -> None:
         run_tokenizer(settings, run, source=source, workers=workers)
     elif name == "tokenize":
         run_tokenize(settings, run, source=source, workers=workers)
+    elif name == "train":
+        _run_train(settings, run, show_progress)
     else:
         raise NotImplementedError(f"no runner for global stage {name}")
 
@@ -195,7 +213,8 @@ def prepare_stages(config: RunConfig, run: RunDir) -> dict:
         try:
             prepared = STAGES[name].prepare(settings, run.root)
         except StageSetupError as exc:
-            raise ConfigError(f"stages[{index}].{name}.{exc.setting}: {exc.message}") from None
+            where = f"stages[{index}].{name}" + (f".{exc.setting}" if exc.setting else "")
+            raise ConfigError(f"{where}: {exc.message}") from None
         resolved["stages"][index] = {name: prepared.model_dump(mode="json")}
     return resolved
 
@@ -345,5 +364,11 @@ def print_result(result: RunResult) -> None:
         print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     if result.failed_units:
         print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")
+    done = RunDir(result.run_dir).root / "train" / "_done.json"
+    if done.exists():
+        final = json.loads(done.read_text())["final"]
+        if final.get("val_loss") is not None:
+            print(f"GPT trained to step {final['step']}: validation loss {final['val_loss']:.3f} (perplexity "
+                  f"{final['val_perplexity']:.1f}); sample it: pipeline sample --checkpoint {done.parent}")
     if result.failed_stages:
         print("Run the same command again to retry the failed stage; finished steps are not redone.")

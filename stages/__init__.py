@@ -15,6 +15,7 @@ from stages.langid import LangId
 from stages.pii import Pii
 from stages.tokenize import Tokenize
 from stages.tokenizer import Tokenizer
+from stages.train import Train
 from stages.word_list import ToxicWords
 
 # In the order a config would usually list them: cheap decisions first, PII redaction last, then the global
@@ -23,7 +24,7 @@ STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
         Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
-        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize,
+        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize, Train,
     )
 }
 

@@ -225,6 +225,8 @@ def test_quickstart_runs_offline_and_its_output_reads_back(tmp_path):
     manifest = json.loads((output / "shards" / "manifest.json").read_text())  # tokenizer and shards ran last
     assert manifest["documents"] == len(docs) and len(manifest["splits"]["train"]["shards"]) >= 2
     assert "tokens" in completed.stdout and (output / "tokenizer" / "tokenizer.model").exists()
+    trained = json.loads((output / "train" / "_done.json").read_text())["final"]  # and a tiny GPT trained on them
+    assert trained["step"] == 200 and trained["val_loss"] < 6 and (output / "train" / "checkpoint.pt").exists()
     shown = cli("stats", str(output))
     assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
 

@@ -18,6 +18,7 @@ import yaml
 from pipeline.config import ConfigError, load_config
 from pipeline.runner import run_pipeline
 from pipeline.stats import accounting_problems
+from memory_maps import mapping_of
 from pipeline.token_shards import map_tokens, read_index, read_manifest, write_shard
 from stages.tokenize import Encoder, splits_of
 from stages.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, \
@@ -192,16 +193,6 @@ def test_shards_are_shuffled_not_in_input_order(two_runs):
     ids = pq.read_table(run_dir / "shards" / "train-00000.parquet")["id"].to_pylist()
     positions = [int(doc_id.split("-")[1]) for doc_id in ids]
     assert abs(np.corrcoef(np.arange(len(positions)), positions)[0, 1]) < 0.2
-
-
-def mapping_of(address: int, size: int) -> str | None:
-    """The file mapped at [address, address + size) in this process (Linux /proc/self/maps), if any."""
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        begin, end = (int(value, 16) for value in fields[0].split("-"))
-        if begin <= address and address + size <= end:
-            return fields[5] if len(fields) == 6 else None
-    return None
 
 
 @pytest.mark.slow

@@ -1,0 +1,169 @@
+"""Train the GPT of model.py on a run's token shards: `pipeline train --config configs/train-*.yaml`.
+
+One loop, top to bottom: config -> device and precision -> data -> model (optionally compiled) -> AdamW with linear
+warmup and cosine decay -> steps of `grad_accum` micro-batches with bf16 autocast on CUDA and gradient clipping ->
+validation loss and perplexity every `eval_interval` steps -> an atomic checkpoint every `checkpoint_interval` steps
+and at the end. Each step's batches are a function of (seed, step) (data.py) and the checkpoint holds model,
+optimizer and random states, so a run resumed from a checkpoint ends exactly where an uninterrupted one does.
+
+Logs go to stdout and <out_dir>/log.jsonl: per step the loss, learning rate, tokens/s and, on CUDA, the model FLOPs
+utilisation against the GPU's bf16 dense peak.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from pipeline.config import apply_override, read_yaml_mapping, validated
+from pipeline.train.data import TokenBlocks
+from pipeline.train.model import GPT, GPTConfig
+from pipeline.train.settings import TrainConfig
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+# bf16 dense peak FLOP/s by GPU name, for MFU (tensor cores, no sparsity).
+BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
+                   "RTX 4090": 165e12, "RTX 3090": 71e12}
+
+
+def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a training config, apply `key.path=value` overrides, validate. Raises ConfigError in one line."""
+    raw = read_yaml_mapping(str(path))
+    for override in overrides:
+        apply_override(raw, override, str(path))
+    return validated(TrainConfig, raw, str(path))
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup to learning_rate, then cosine decay to min_learning_rate at max_steps."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (
+        config.learning_rate - config.min_learning_rate)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in BF16_PEAK_FLOPS.items() if key in name), None)
+
+
+def _device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
+    device_type = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = config.dtype if config.dtype != "auto" else ("bfloat16" if device_type == "cuda" else "float32")
+    return torch.device(device_type), getattr(torch, dtype_name)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, autocast, device: torch.device) -> float:
+    """Mean validation loss over eval_batches fixed batches (the same ones at every evaluation)."""
+    model.eval()
+    losses = []
+    for index in range(config.eval_batches):
+        x, y = (t.to(device) for t in data.batch(index, config.batch_size))
+        with autocast:
+            _, loss = model(x, y)
+        losses.append(loss.item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
+    """Train (or resume) to max_steps, or stop early at step `stop_at` with a checkpoint (as a job killed at its
+    time limit would, after its last checkpoint); returns the last step's figures."""
+    device, dtype = _device_and_dtype(config)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    train_data = TokenBlocks(config.shards_dir(), "train", config.block_size, seed=config.seed)
+    val_data = TokenBlocks(config.shards_dir(), "validation", config.block_size, seed=config.seed)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gpt_config = GPTConfig(vocab_size=train_data.vocab_size, block_size=config.block_size,
+                           **config.model.model_dump())
+    model = GPT(gpt_config).to(device)
+    optimizer = model.optimizer(config.weight_decay, config.learning_rate, (config.beta1, config.beta2), device.type)
+    step = 0
+    checkpoint_path = out_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if checkpoint["model_config"] != gpt_config.to_dict():
+            raise ValueError(f"{checkpoint_path} holds a different model ({checkpoint['model_config']}); "
+                             "use another out_dir")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng"])
+        if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+        step = checkpoint["step"]
+        log(f"resumed from {checkpoint_path} at step {step}")
+    runner = torch.compile(model) if config.compile else model
+    tokens_per_step = config.batch_size * config.block_size * config.grad_accum
+    flops_per_step = model.flops_per_token() * tokens_per_step
+    peak = peak_flops(device)
+    log(f"{model.num_parameters() / 1e6:.2f}M parameters, {device.type} {str(dtype).removeprefix('torch.')}, "
+        f"{tokens_per_step:,} tokens per step; train {train_data.total_tokens:,} tokens, "
+        f"validation {val_data.total_tokens:,}")
+    figures: dict = {}
+    with open(out_dir / LOG, "a") as log_file:
+        last = min(config.max_steps, stop_at or config.max_steps)
+        while step < last:
+            started = time.perf_counter()
+            rate = learning_rate(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            total_loss = 0.0
+            for micro in range(config.grad_accum):
+                x, y = (t.to(device, non_blocking=True)
+                        for t in train_data.batch(step * config.grad_accum + micro, config.batch_size))
+                with autocast:
+                    _, loss = runner(x, y)
+                (loss / config.grad_accum).backward()
+                total_loss += loss.item() / config.grad_accum
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            step += 1
+            figures = {"step": step, "loss": total_loss, "lr": rate, "tokens_per_s": tokens_per_step / seconds,
+                       "grad_norm": float(norm) if norm is not None else None}
+            if peak:
+                figures["mfu"] = flops_per_step / seconds / peak
+            if step % config.eval_interval == 0 or step == config.max_steps:
+                figures["val_loss"] = evaluate(runner, val_data, config, autocast, device)
+                figures["val_perplexity"] = math.exp(figures["val_loss"])
+            if step % config.log_interval == 0 or "val_loss" in figures or step == 1:
+                mfu = f", MFU {figures['mfu']:.1%}" if "mfu" in figures else ""
+                val = (f", val loss {figures['val_loss']:.4f} (perplexity {figures['val_perplexity']:.1f})"
+                       if "val_loss" in figures else "")
+                log(f"step {step}: loss {total_loss:.4f}, lr {rate:.2e}, {figures['tokens_per_s']:,.0f} tokens/s"
+                    f"{mfu}{val}")
+            log_file.write(json.dumps(figures) + "\n")
+            if step % config.checkpoint_interval == 0 or step == last:
+                _save_checkpoint(checkpoint_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "model_config": gpt_config.to_dict(), "train_config": config.model_dump(),
+                    "tokenizer": str((config.shards_dir() / train_data.manifest["tokenizer"]["path"]).resolve()),
+                    "eos_id": train_data.manifest["eos_id"], "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                })
+    return figures
