@@ -45,11 +45,32 @@ class TextFieldsConfig(Strict):
     date: str | None = Field("date", description="ISO 8601 or 14-digit date, kept as date.")
 
 
+class CommonCrawlInput(Strict):
+    """Files of a Common Crawl crawl, picked from its paths manifest and cached locally."""
+
+    crawl: str = Field(pattern=r"^CC-MAIN-\d{4}-\d{2}$", description="Crawl id, e.g. CC-MAIN-2024-51.")
+    kind: Literal["warc", "wet"] = Field("warc", description="warc: raw pages (extract them); wet: Common Crawl's "
+                                         "own plain text (no extraction).")
+    base_url: str = Field("https://data.commoncrawl.org", description="Where crawl-data/ lives: https://, http://, "
+                          "or a pyarrow filesystem URI (s3://commoncrawl with credentials, file:///mirror).")
+    segments: list[str] | None = Field(None, description="Only files of these segments (e.g. '1733066035857.23').")
+    sample: float | None = Field(None, gt=0, le=1, description="Keep this share of the files, chosen by a seeded "
+                                 "hash of their path (the same files every time).")
+    limit: int | None = Field(None, ge=1, description="At most this many files, the first in manifest order.")
+    seed: int = Field(0, ge=0, description="Seed of `sample`.")
+    cache_dir: str | None = Field(None, description="Where downloaded files are kept; default: "
+                                  "$CCPIPELINE_CACHE/commoncrawl (~/.cache/ccpipeline/commoncrawl).")
+    parallel_downloads: int = Field(4, ge=1, description="Files downloaded at once.")
+    retries: int = Field(5, ge=1, description="Attempts per file; each retry resumes with an HTTP range request.")
+
+
 class InputConfig(Strict):
     """What to read: files, or the generated demo crawl."""
 
     paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories.")
     demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
+    commoncrawl: CommonCrawlInput | None = Field(None, description="Download and read files of a Common Crawl "
+                                                 "crawl.")
     format: Literal["auto", "warc", "jsonl", "parquet"] = Field(
         "auto", description="auto: by file name, then by content. warc covers ARC, WARC/0.17, WET."
     )

@@ -113,21 +113,24 @@ def run_pipeline(
     run = RunDir(config.run_dir())
     resuming = prepare_run_dir(run, config.resolved(), overwrite)
     generated = _demo_crawl_files(config, run)
+    crawl_files, download_failures = _commoncrawl_files(config)
+    generated += crawl_files
     if resuming and run.plan_file.exists():
         units = load_plan(run.plan_file)
     else:
         units = plan_units(config, generated)
-        save_plan(run.plan_file, units)
+        if not download_failures:  # else the next run plans again, with the files that arrive then
+            save_plan(run.plan_file, units)
     pending = [unit for unit in units if not run.is_done(unit.id)]
     global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
-    failed: dict[str, str] = {}
+    failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
     if pending or global_pending:
         worker_config = prepare_stages(config, run)
         started_here = connect_ray(config, address or config.ray.address)
         try:
             if pending:
-                failed = _process_units(pending, worker_config, run, show_progress)
+                failed.update(_process_units(pending, worker_config, run, show_progress))
                 units = _fix_unit_boundaries(units, worker_config, run, failed)
             if not failed:  # a global stage over part of the input would give a result no input describes
                 for name, settings in global_pending:
@@ -228,6 +231,20 @@ def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
     directory = Path(demo.directory) if demo.directory else run.root / "demo-crawl"
     write_demo_labels(directory, seed=demo.seed)
     return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
+
+
+def _commoncrawl_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
+    """Local copies of the configured Common Crawl files, and the files that could not be fetched (reported as
+    failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
+    if config.input.commoncrawl is None:
+        return [], {}
+    from pipeline.io.commoncrawl import resolve
+    from pipeline.io.download import DownloadError
+
+    try:
+        return resolve(config.input.commoncrawl)
+    except DownloadError as exc:  # no manifest: nothing to plan
+        raise ConfigError(f"input.commoncrawl: {exc}") from None
 
 
 def _summary(config: RunConfig, result: RunResult) -> dict:

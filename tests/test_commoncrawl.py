@@ -1,0 +1,110 @@
+"""Common Crawl input from a real HTTP server on 127.0.0.1 serving a crawl-data tree of real WARC files, with a
+503, a connection cut half-way and a slow response injected: the run's output equals a run over the local files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+import yaml
+
+from http_server import FileServer
+from pipeline.config import ConfigError, load_config
+from pipeline.io import download as download_module
+from pipeline.io.commoncrawl import select_paths
+from pipeline.runner import run_pipeline
+from pipeline.stats import accounting_problems
+
+CRAWL = "CC-MAIN-2024-51"
+SEGMENTS = ("1733066035857.23", "1733066046748.1")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    monkeypatch.setattr(download_module, "BACKOFF_S", 0.01)
+
+
+def crawl_tree(warc_dir: Path) -> dict[str, bytes]:
+    """Four real WARC files under crawl-data/<crawl>/segments/<segment>/warc/, plus warc.paths.gz listing them."""
+    sources = [warc_dir / "cc_resiliparse" / "CC-MAIN-2020-34-excerpt.warc.gz",
+               warc_dir / "cc_whirlwind" / "whirlwind.warc.gz",
+               warc_dir / "dolma_wget" / "sample-0000.warc.gz", warc_dir / "dolma_wget" / "sample-0001.warc.gz"]
+    files, paths = {}, []
+    for index, source in enumerate(sources):
+        path = f"crawl-data/{CRAWL}/segments/{SEGMENTS[index % 2]}/warc/{source.name}"
+        paths.append(path)
+        files[f"/{path}"] = source.read_bytes()
+    files[f"/crawl-data/{CRAWL}/warc.paths.gz"] = gzip.compress(("\n".join(paths) + "\n").encode())
+    return files
+
+
+def run(tmp_path: Path, name: str, input_config: dict):
+    config_file = tmp_path / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump({"name": name, "input": input_config, "stages": ["extract"]}))
+    return run_pipeline(load_config(config_file, output=str(tmp_path / name)), show_progress=False)
+
+
+def documents(result) -> list[tuple]:
+    table = ds.dataset(result.run_dir / "documents", format="parquet").to_table(columns=["id", "url", "text"])
+    return sorted(zip(*(table.column(c).to_pylist() for c in ("id", "url", "text"))))
+
+
+def test_a_crawl_over_http_with_faults_gives_the_same_output_as_the_local_files(tmp_path, warc_dir, local_ray):
+    files = crawl_tree(warc_dir)
+    names = sorted(files)
+    with FileServer(files, slow_s=1.5) as server:
+        warcs = [name for name in names if name.endswith(".warc.gz")]
+        server.faults[warcs[0]] = ["503"]
+        server.faults[warcs[1]] = ["cut"]
+        server.faults[warcs[2]] = ["slow"]
+        remote = run(tmp_path, "remote", {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url,
+                                                          "cache_dir": str(tmp_path / "cache")}})
+        assert server.requests[warcs[0]] == 2 and server.ranges[warcs[1]] == [0, len(files[warcs[1]]) // 2]
+    local_dir = tmp_path / "local-files"
+    local_dir.mkdir()
+    for name in warcs:
+        (local_dir / Path(name).name).write_bytes(files[name])
+    local = run(tmp_path, "local", {"paths": [str(local_dir)]})
+    assert remote.ok and local.ok and not accounting_problems(remote.funnel)
+    remote_documents = documents(remote)
+    assert len(remote_documents) >= 40 and remote_documents == documents(local)
+    assert \
+        [(t.stage, t.rows_in, t.kept) for t in remote.funnel] == [(t.stage, t.rows_in, t.kept) for t in local.funnel]
+    cached = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*.warc.gz"))
+    assert cached == [name.lstrip("/") for name in warcs] and not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_segments_sample_and_limit_pick_the_same_files_every_time():
+    lines = [f"crawl-data/{CRAWL}/segments/{SEGMENTS[i % 2]}/warc/file-{i:03d}.warc.gz" for i in range(200)]
+    assert select_paths(lines, None, None, 3, 0) == lines[:3]
+    assert all(SEGMENTS[1] in path for path in select_paths(lines, [SEGMENTS[1]], None, None, 0))
+    sampled = select_paths(lines, None, 0.25, None, seed=7)
+    assert 30 < len(sampled) < 70 and sampled == select_paths(list(lines), None, 0.25, None, seed=7)
+    assert sampled != select_paths(lines, None, 0.25, None, seed=8)
+    assert sampled == [line for line in lines if line in set(sampled)]  # manifest order kept
+
+
+def test_a_file_that_keeps_failing_is_reported_by_name_and_the_rest_is_read(tmp_path, warc_dir, local_ray):
+    files = crawl_tree(warc_dir)
+    broken = sorted(name for name in files if name.endswith(".warc.gz"))[0]
+    with FileServer(files) as server:
+        server.faults[broken] = ["503", "503"]  # both attempts of the first run; the next run gets the file
+        result = run(tmp_path, "partial", {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url,
+                                                           "cache_dir": str(tmp_path / "cache"), "retries": 2}})
+        assert list(result.failed_units) == [f"download {broken.lstrip('/')}"] and not result.ok
+        assert "503" in result.failed_units[f"download {broken.lstrip('/')}"]
+        assert not (result.run_dir / "plan.json").exists()  # the next run plans again, with the missing file
+        first_count = len(documents(result))
+        again = run(tmp_path, "partial", {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url,
+                                                          "cache_dir": str(tmp_path / "cache"), "retries": 2}})
+    assert again.ok and again.units_resumed == 3 and len(documents(again)) > first_count
+
+
+def test_a_missing_manifest_is_a_one_line_error(tmp_path, local_ray):
+    with FileServer({}) as server:
+        with pytest.raises(ConfigError, match="input.commoncrawl: .*warc.paths.gz.*404"):
+            run(tmp_path, "none", {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url,
+                                                   "cache_dir": str(tmp_path / "cache")}})
