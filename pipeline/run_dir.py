@@ -132,9 +132,8 @@ def prepare_run_dir(run: RunDir, resolved_config: dict, overwrite: bool) -> bool
                 f"{run.root} holds a run made with another config (differs at {difference}); "
                 "use --overwrite to replace it, or --output for a new run directory"
             )
-        for directory in (run.documents, run.rejects, run.markers):
-            for leftover in directory.glob(".*.tmp"):  # written by a worker that was killed before its rename
-                leftover.unlink()
+        for leftover in run.root.rglob(".*.tmp"):  # written by a process killed before its rename
+            leftover.unlink()
     document = {"config": resolved_config, "versions": package_versions()}
     atomic_write_bytes(run.config_file, yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode())
     return resuming
