@@ -110,6 +110,11 @@ class RayConfig(Strict):
     )
     workers: int | None = Field(None, ge=1, description="Parallel workers; default: one per CPU of the cluster.")
     object_store_mb: int | None = Field(None, ge=64, description="Object store of the embedded Ray.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each document worker (one actor running every "
+                                   "per-document stage) asks Ray for; the number of workers defaults to the "
+                                   "cluster's CPUs divided by this.")
+    memory_mb_per_worker: int | None = Field(None, ge=64, description="Memory each document worker asks Ray for, "
+                                             "so that Ray does not place more workers on a node than it can hold.")
 
 
 def _stage_tag(entry: Any) -> str | None:
@@ -150,6 +155,9 @@ class RunConfig(Strict):
     output: str | None = Field(None, description="Run directory (also --output).")
     stages: list[StageEntry] = Field(min_length=1, description="Stages, in order: per-document ones, then global ones (dedup).")
     rejects: bool = Field(False, description="Also write dropped and failed documents to rejects/.")
+    max_failed_share: float = Field(
+        0.0, ge=0, le=1, description="Share of units that may fail (after retries) with the run still going on to "
+        "its global stages and exiting 0; the failed units are listed by name either way, and a re-run retries them.")
     batch_rows: int = Field(256, ge=1, description="Records a worker processes at a time.")
     ray: RayConfig = Field(default_factory=RayConfig)
 

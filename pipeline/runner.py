@@ -56,10 +56,11 @@ class RunResult:
     failed_units: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     failed_stages: dict[str, str] = field(default_factory=dict)  # global stages that could not finish, and why
+    failures_within_budget: bool = False  # the failed units are within max_failed_share
 
     @property
     def ok(self) -> bool:
-        return not self.failed_units and not self.failed_stages
+        return (not self.failed_units or self.failures_within_budget) and not self.failed_stages
 
 
 @ray.remote(num_cpus=0)
@@ -132,7 +133,8 @@ def run_pipeline(
             if pending:
                 failed.update(_process_units(pending, worker_config, run, show_progress))
                 units = _fix_unit_boundaries(units, worker_config, run, failed)
-            if not failed:  # a global stage over part of the input would give a result no input describes
+            if _within_budget(failed, len(units) + len(download_failures), config.max_failed_share):
+                # a global stage over part of the input describes only that part: allowed within the budget
                 for name, settings in global_pending:
                     try:
                         _run_global(name, settings, config, run, show_progress)
@@ -146,7 +148,9 @@ def run_pipeline(
     funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
     funnel += [_global_tally(run, name) for name, _ in config.global_stages() if _global_done(run, name)]
     result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started,
-                       failed_stages)
+                       failed_stages,
+                       bool(failed) and _within_budget(failed, len(units) + len(download_failures),
+                                                       config.max_failed_share))
     write_run_stats(run.stats, funnel, markers, _summary(config, result))
     return result
 
@@ -233,6 +237,11 @@ def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
     return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
 
 
+def _within_budget(failed: dict[str, str], units: int, max_failed_share: float) -> bool:
+    """Whether the failed units (and failed downloads) are few enough for the run to go on."""
+    return not failed or (max_failed_share > 0 and len(failed) <= max_failed_share * max(units, 1))
+
+
 def _commoncrawl_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
     """Local copies of the configured Common Crawl files, and the files that could not be fetched (reported as
     failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
@@ -285,8 +294,13 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    configured = config["ray"]["workers"]
-    workers = min(len(units), configured or max(1, int(ray.cluster_resources().get("CPU", 1))))
+    settings = config["ray"]
+    per_worker = settings.get("cpus_per_worker", 1.0)
+    by_cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // per_worker))
+    workers = min(len(units), settings["workers"] or by_cpus)
+    requests = {"num_cpus": per_worker}
+    if settings.get("memory_mb_per_worker"):
+        requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
     board = ProgressBoard.remote()
     # Units travel as JSON text: column type inference would turn a column of None into NaN floats.
     dataset = ray.data.from_items(
@@ -297,8 +311,8 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
         fn_constructor_kwargs={"config": config, "run_dir": str(run.root.resolve()), "board": board},
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=workers),  # Ray Data restarts a dead actor and retries its unit
+        **requests,
     )
     failed: dict[str, str] = {}
     done = [0]

@@ -108,3 +108,21 @@ def test_a_missing_manifest_is_a_one_line_error(tmp_path, local_ray):
         with pytest.raises(ConfigError, match="input.commoncrawl: .*warc.paths.gz.*404"):
             run(tmp_path, "none", {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url,
                                                    "cache_dir": str(tmp_path / "cache")}})
+
+
+def test_within_the_failure_budget_the_run_goes_on_to_its_global_stages(tmp_path, warc_dir, local_ray):
+    files = crawl_tree(warc_dir)
+    broken = sorted(name for name in files if name.endswith(".warc.gz"))[0]
+    with FileServer(files) as server:
+        server.faults[broken] = ["503", "503"]
+        config_file = tmp_path / "budget.yaml"
+        commoncrawl = {"crawl": CRAWL, "base_url": server.base_url, "cache_dir": str(tmp_path / "cache"),
+                       "retries": 2}
+        for share, goes_on in ((0.0, False), (0.25, True)):
+            config_file.write_text(yaml.safe_dump({"name": "budget", "input": {"commoncrawl": commoncrawl},
+                                                   "stages": ["extract", "dedup"], "max_failed_share": share}))
+            server.faults[broken] = ["503", "503"]
+            result = run_pipeline(load_config(config_file, output=str(tmp_path / f"budget-{share}")),
+                                  show_progress=False)
+            assert list(result.failed_units) == [f"download {broken.lstrip('/')}"]  # named either way
+            assert result.ok is goes_on and (result.run_dir / "dedup" / "_done.json").exists() is goes_on
