@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
 
+from pipeline.io.remote import is_uri
 from pipeline.io.units import expand_paths
 from stages import STAGES, GlobalStage, StageConfig
 
@@ -67,7 +68,8 @@ class CommonCrawlInput(Strict):
 class InputConfig(Strict):
     """What to read: files, or the generated demo crawl."""
 
-    paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories.")
+    paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories; or "
+                             "URIs (https://, s3://bucket/prefix/*.warc.gz, gs://, file://), fetched into the cache.")
     demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
     commoncrawl: CommonCrawlInput | None = Field(None, description="Download and read files of a Common Crawl "
                                                  "crawl.")
@@ -90,7 +92,7 @@ class InputConfig(Strict):
     @classmethod
     def _paths_match_files(cls, paths: list[str]) -> list[str]:
         for index, pattern in enumerate(paths):
-            if not expand_paths(pattern):
+            if not is_uri(pattern) and not expand_paths(pattern):  # URIs are listed when the run starts
                 raise ValueError(f"[{index}] {pattern!r} matches no file")
         return paths
 

@@ -14,6 +14,7 @@ from pipeline.io.lineage import source_name
 from dataclasses import replace
 
 from pipeline.io.archive_reader import NO_MEMBER
+from pipeline.io.remote import is_uri
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
 
 MB = 1024 * 1024
@@ -24,7 +25,8 @@ def input_files(config: RunConfig, generated: list[str]) -> list[str]:
     """Every input file once, in a stable order."""
     files = {os.path.abspath(path) for path in generated}
     for pattern in config.input.paths:
-        files.update(expand_paths(pattern))
+        if not is_uri(pattern):  # URIs arrive as `generated`: their cached local copies
+            files.update(expand_paths(pattern))
     return sorted(files)
 
 

@@ -114,7 +114,7 @@ def run_pipeline(
     run = RunDir(config.run_dir())
     resuming = prepare_run_dir(run, config.resolved(), overwrite)
     generated = _demo_crawl_files(config, run)
-    crawl_files, download_failures = _commoncrawl_files(config)
+    crawl_files, download_failures = _remote_files(config)
     generated += crawl_files
     if resuming and run.plan_file.exists():
         units = load_plan(run.plan_file)
@@ -242,18 +242,21 @@ def _within_budget(failed: dict[str, str], units: int, max_failed_share: float) 
     return not failed or (max_failed_share > 0 and len(failed) <= max_failed_share * max(units, 1))
 
 
-def _commoncrawl_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
-    """Local copies of the configured Common Crawl files, and the files that could not be fetched (reported as
-    failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
-    if config.input.commoncrawl is None:
-        return [], {}
-    from pipeline.io.commoncrawl import resolve
+def _remote_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
+    """Local copies of the configured Common Crawl files and input URIs, and the files that could not be fetched
+    (reported as failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
+    from pipeline.io.commoncrawl import cache_root, resolve
     from pipeline.io.download import DownloadError
+    from pipeline.io.remote import is_uri, resolve_uris
 
-    try:
-        return resolve(config.input.commoncrawl)
-    except DownloadError as exc:  # no manifest: nothing to plan
-        raise ConfigError(f"input.commoncrawl: {exc}") from None
+    files, failures = resolve_uris([p for p in config.input.paths if is_uri(p)], cache_root(None).parent)
+    if config.input.commoncrawl is not None:
+        try:
+            crawl_files, crawl_failures = resolve(config.input.commoncrawl)
+        except DownloadError as exc:  # no manifest: nothing to plan
+            raise ConfigError(f"input.commoncrawl: {exc}") from None
+        files, failures = files + crawl_files, {**failures, **crawl_failures}
+    return files, failures
 
 
 def _summary(config: RunConfig, result: RunResult) -> dict:

@@ -126,3 +126,20 @@ def test_within_the_failure_budget_the_run_goes_on_to_its_global_stages(tmp_path
                                   show_progress=False)
             assert list(result.failed_units) == [f"download {broken.lstrip('/')}"]  # named either way
             assert result.ok is goes_on and (result.run_dir / "dedup" / "_done.json").exists() is goes_on
+
+
+def test_a_filesystem_mirror_is_copied_byte_for_byte(tmp_path, warc_dir):
+    """A file:// base URL goes through pyarrow's filesystems (as s3:// does): the cached .warc.gz files are the
+    stored bytes, not gunzipped on the way."""
+    from pipeline.config import CommonCrawlInput
+    from pipeline.io.commoncrawl import resolve
+
+    files = crawl_tree(warc_dir)
+    for name, data in files.items():
+        (tmp_path / "mirror" / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mirror" / name.lstrip("/")).write_bytes(data)
+    local, failures = resolve(CommonCrawlInput(crawl=CRAWL, base_url=f"file://{tmp_path / 'mirror'}", limit=3,
+                                               cache_dir=str(tmp_path / "cache")))
+    assert not failures and len(local) == 3
+    for path in local:
+        assert Path(path).read_bytes() == files["/" + Path(path).relative_to(tmp_path / "cache").as_posix()]

@@ -16,7 +16,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline.io.download import DownloadError, download
+from pipeline.io.download import DownloadError
+from pipeline.io.remote import fetch as fetch_uri
 
 DEFAULT_CACHE = Path.home() / ".cache" / "ccpipeline"
 
@@ -49,29 +50,7 @@ def select_paths(lines: list[str], segments: list[str] | None, sample: float | N
 
 def fetch(base_url: str, path: str, destination: Path, retries: int) -> Path:
     """`base_url/path` into `destination` (kept when already there: crawl files never change)."""
-    if destination.exists():
-        return destination
-    url = f"{base_url.rstrip('/')}/{path}"
-    if url.startswith(("http://", "https://")):
-        return download(url, destination, retries=retries)
-    return _copy_from_filesystem(url, destination)
-
-
-def _copy_from_filesystem(uri: str, destination: Path) -> Path:
-    """Copy a file from a pyarrow filesystem URI (s3://, gs://, file://) to `destination`, atomically."""
-    import pyarrow.fs as pafs
-
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.part")
-        with filesystem.open_input_stream(path) as source, open(partial, "wb") as out:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
-    except (OSError, ValueError) as exc:
-        raise DownloadError(f"{uri}: {exc}") from None
-    os.replace(partial, destination)
-    return destination
+    return fetch_uri(f"{base_url.rstrip('/')}/{path}", destination, retries)
 
 
 def resolve(config, run_cache: str | None = None) -> tuple[list[str], dict[str, str]]:
