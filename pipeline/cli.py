@@ -251,7 +251,7 @@ def _tokenizer(args: argparse.Namespace) -> int:
 
 def _torch_missing() -> bool:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - only whether it imports
     except ImportError:
         return True
     return False

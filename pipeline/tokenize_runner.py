@@ -5,16 +5,16 @@ hashes or k texts ever reaches the driver (1: each part's k smallest hashes, mer
 give the k-th smallest; 2: each part sends the texts at or under it), then sentencepiece training on the driver.
 Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings and what the sample was) and _done.json.
 
-tokenize: one actor per worker loads the model once; each task encodes one documents part and returns its rows
-(id, tokens, n_tokens, split, shuffle key) to the object store. The token counts per split give the shard counts;
-a Ray shuffle (groupby on split and shard) brings each shard's documents to one call, which orders them by shuffle
-key and writes the shard (pipeline/token_shards.py). The driver writes manifest.json from the shards' entries.
+tokenize: a map-reduce over Ray's object store with plain tasks (pipeline/token_tasks.py): one task per slice of
+about 1,000 documents encodes them (the model cached per worker process) and leaves its rows (id, tokens, split,
+shuffle key) in the object store, sending only counts to the driver; the counts give each split's shard count; a
+task per slice cuts its rows by shard; one task per shard orders its documents by shuffle key and writes the shard
+(pipeline/token_shards.py). The driver writes manifest.json from the shards' entries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 import ray.data
-from ray.data.context import ShuffleStrategy
 
 from pipeline.io.atomic import atomic_write_bytes, atomic_write_json
 from pipeline.run_dir import RunDir

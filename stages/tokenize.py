@@ -1,7 +1,7 @@
 """Tokenize every kept document into token shards a trainer can stream (global stage).
 
-The runner (pipeline/tokenize_runner.py) encodes the documents on a pool of Ray actors with the run's tokenizer
-(the `tokenizer` stage's model, or this stage's own `model`), then groups them into shards with a Ray shuffle and
+The runner (pipeline/tokenize_runner.py) encodes the documents in Ray tasks with the run's tokenizer (the
+`tokenizer` stage's model, or this stage's own `model`), then shuffles them into shards through the object store and
 writes them with pipeline/token_shards.py. The pure parts are here: encoding a batch, the train/validation split and
 the shard of each document.
 
