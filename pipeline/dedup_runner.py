@@ -14,10 +14,12 @@ The plan, with what lives where:
    bands x (documents in some shared bucket) in the worst case (see docs/architecture.md).
 5. filter: one task per part drops the removed rows and writes dedup/documents/part-<name>.parquet, plus the ids of
    cluster members for dedup/clusters.parquet.
+Steps 1-3 and the vertices of step 4 are saved as dedup/_graph.npz: a run that dies after them resumes from there.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import ray
 import ray.data
 from ray.data.context import ShuffleStrategy
 
-from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json, atomic_write_parquet
+from pipeline.io.atomic import AtomicParquetWriter, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
@@ -207,41 +209,13 @@ def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, wor
     ray.data.DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     parts = _part_files(source)
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
-    rows = (
-        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
-        .materialize()
-    )
-    documents = rows.count()
-    partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, workers)
-
-    exact = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
-    if config.exact and documents:
-        hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
-            lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
-            batch_format="numpy",
-        )
-        exact = _collect_edges(
-            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy"))
-    exact_removed = np.unique(exact["tail"])
-
-    near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
-    if config.near and documents:
-        banded = rows.map_batches(
-            _band_rows,
-            fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
-            batch_format="numpy",
-        )
-        near = _collect_edges(
-            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy"))
-        if config.verify_jaccard is not None and len(near["head"]):
-            near = _verified(near, items, config, partitions)
-
-    heads = np.concatenate([exact["head"], near["head"]])
-    tails = np.concatenate([exact["tail"], near["tail"]])
-    involved = np.unique(np.concatenate([heads, tails]))
-    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy"),
-                        ("key", "length", "text_hash"))
+    graph = _load_graph(run, parts)
+    if graph is None:
+        graph = _duplicate_graph(config, items, workers)
+        _save_graph(run, parts, graph)
+    documents, partitions = int(graph["documents"]), int(graph["partitions"])
+    heads, tails = graph["head"], graph["tail"]
+    vertices = {name: graph[f"vertex_{name}"] for name in ("key", "length", "text_hash")}
     clusters = connected_components(heads, tails, vertices["key"], vertices["length"])
     removed = clusters.removed
     reasons = _removal_reasons(removed, clusters, vertices)
@@ -263,7 +237,8 @@ def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, wor
         tally.dropped[str(reason)] = int(count)
     tally.examples = _examples(clusters, members, removed, reasons)
     atomic_write_json(run.dedup / "_done.json", {"stage": tally.to_dict(), "partitions": partitions,
-                                                  "clusters": int(len(clusters.kept)), "parts": len(parts)})
+                                                  "clusters": int(len(clusters.kept)), "parts": len(parts),
+                                                  "graph_resumed": bool(graph.get("resumed", False))})
     return tally
 
 
@@ -337,3 +312,68 @@ def _examples(clusters: Clusters, members: dict, removed: np.ndarray, reasons: n
                 "detail": f"cluster {int(members['cluster'][row])}: kept {members['id'][kept_row]}",
             })
     return examples
+
+
+def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int) -> dict[str, np.ndarray]:
+    """Signatures, the exact and near shuffles, the optional Jaccard check: the duplicate edges, and the key,
+    length and text hash of every document in one."""
+    rows = (
+        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
+        .materialize()
+    )
+    documents = rows.count()
+    partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, workers)
+
+    exact = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    if config.exact and documents:
+        hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
+            lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
+            batch_format="numpy",
+        )
+        exact = _collect_edges(
+            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy"))
+    exact_removed = np.unique(exact["tail"])
+
+    near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    if config.near and documents:
+        banded = rows.map_batches(
+            _band_rows,
+            fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
+            batch_format="numpy",
+        )
+        near = _collect_edges(
+            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy"))
+        if config.verify_jaccard is not None and len(near["head"]):
+            near = _verified(near, items, config, partitions)
+
+    heads = np.concatenate([exact["head"], near["head"]])
+    tails = np.concatenate([exact["tail"], near["tail"]])
+    involved = np.unique(np.concatenate([heads, tails]))
+    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy"),
+                        ("key", "length", "text_hash"))
+    return {"documents": np.array(documents), "partitions": np.array(partitions), "head": heads, "tail": tails,
+            **{f"vertex_{name}": values for name, values in vertices.items()}}
+
+
+def _graph_file(run: RunDir) -> Path:
+    return run.dedup / "_graph.npz"
+
+
+def _save_graph(run: RunDir, parts: list[str], graph: dict[str, np.ndarray]) -> None:
+    """The stage's one expensive intermediate: a re-run after a crash in the steps that follow starts from it."""
+    buffer = io.BytesIO()
+    np.savez(buffer, parts=np.array([Path(p).name for p in parts]), **graph)
+    atomic_write_bytes(_graph_file(run), buffer.getvalue())
+
+
+def _load_graph(run: RunDir, parts: list[str]) -> dict[str, np.ndarray] | None:
+    """The saved graph, when it was made from these same parts (the run's config is checked by the runner)."""
+    if not _graph_file(run).exists():
+        return None
+    with np.load(_graph_file(run), allow_pickle=False) as saved:
+        graph = {name: saved[name] for name in saved.files}
+    if graph.pop("parts").tolist() != [Path(p).name for p in parts]:
+        return None
+    graph["resumed"] = np.array(True)
+    return graph

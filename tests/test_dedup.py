@@ -182,3 +182,33 @@ def test_dedup_alone_on_parquet_files_and_texts_without_words_are_never_near_dup
     assert dict(dedup.dropped) == {"exact_duplicate": 4}
     assert [(Path(ex["source"]).name, ex["offset"], ex["detail"].split(": ")[1]) for ex in dedup.examples] == [
         ("one.parquet", row, "kept wordless2") for row in (1, 2, 4)]  # the first three removed, in input order
+
+
+def test_a_dedup_that_dies_after_its_shuffles_resumes_from_the_saved_graph(tmp_path, english_words, local_ray,
+                                                                          monkeypatch):
+    import pipeline.dedup_runner as dedup_runner
+
+    text = " ".join(english_words[60_000:60_300])
+    records = [{"id": f"d{i}", "text": text if i % 3 == 0 else " ".join(english_words[61_000 + i * 300:61_300 + i * 300])}
+               for i in range(30)]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
+    (tmp_path / "straight").mkdir()
+    straight = dedup_run(tmp_path / "straight", [corpus])
+
+    real_table = dedup_runner._clusters_table
+    calls = []
+
+    def dies_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("killed while writing the clusters table")
+        return real_table(*args)
+
+    monkeypatch.setattr(dedup_runner, "_clusters_table", dies_once)
+    (tmp_path / "crashed").mkdir()
+    failed = dedup_run(tmp_path / "crashed", [corpus])
+    assert list(failed.failed_stages) == ["dedup"] and (failed.run_dir / "dedup" / "_graph.npz").exists()
+    resumed = dedup_run(tmp_path / "crashed", [corpus])
+    assert resumed.ok and json.loads((resumed.run_dir / "dedup" / "_done.json").read_text())["graph_resumed"]
+    assert sorted(kept(resumed)["id"]) == sorted(kept(straight)["id"]) and len(kept(straight)) == 21
+    assert clusters(resumed).equals(clusters(straight))
