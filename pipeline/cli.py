@@ -250,11 +250,9 @@ def _tokenizer(args: argparse.Namespace) -> int:
 
 
 def _torch_missing() -> bool:
-    try:
-        import torch  # noqa: F401 - only whether it imports
-    except ImportError:
-        return True
-    return False
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is None
 
 
 def _train(args: argparse.Namespace) -> int:

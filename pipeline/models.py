@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.io.atomic import atomic_write_bytes
-from pipeline.io.download import DownloadError, download
+from pipeline.io.download import DownloadError, cache_base, download
 
 
 class ModelUnavailable(Exception):
@@ -51,7 +51,7 @@ LID176 = KnownModel(
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CCPIPELINE_CACHE", Path.home() / ".cache" / "ccpipeline")) / "models"
+    return cache_base() / "models"
 
 
 def is_url(location: str) -> bool:

@@ -245,11 +245,11 @@ def _within_budget(failed: dict[str, str], units: int, max_failed_share: float) 
 def _remote_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
     """Local copies of the configured Common Crawl files and input URIs, and the files that could not be fetched
     (reported as failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
-    from pipeline.io.commoncrawl import cache_root, resolve
-    from pipeline.io.download import DownloadError
+    from pipeline.io.commoncrawl import resolve
+    from pipeline.io.download import DownloadError, cache_base
     from pipeline.io.remote import is_uri, resolve_uris
 
-    files, failures = resolve_uris([p for p in config.input.paths if is_uri(p)], cache_root(None).parent)
+    files, failures = resolve_uris([p for p in config.input.paths if is_uri(p)], cache_base())
     if config.input.commoncrawl is not None:
         try:
             crawl_files, crawl_failures = resolve(config.input.commoncrawl)

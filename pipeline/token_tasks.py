@@ -80,8 +80,9 @@ def encode_slice(path: str, row_groups: list[int], model: bytes, config: dict) -
 
 
 @ray.remote
-def split_by_shard(rows: pa.Table, train_shards: int, validation_shards: int) -> list[pa.Table]:
-    """The map side of the shuffle: a slice's rows cut by shard (train shards first, then validation)."""
+def split_by_shard(rows: pa.Table, train_shards: int, validation_shards: int) -> tuple[pa.Table, ...] | pa.Table:
+    """The map side of the shuffle: a slice's rows cut by shard (train shards first, then validation), one return
+    value per shard (submit with num_returns = shards), so each writer fetches only its own piece of each slice."""
     validation = rows.column("validation").to_numpy(zero_copy_only=False)
     keys = rows.column("key").to_numpy()
     counts = np.where(validation, max(validation_shards, 1), max(train_shards, 1)).astype(np.uint64)
@@ -89,13 +90,14 @@ def split_by_shard(rows: pa.Table, train_shards: int, validation_shards: int) ->
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(train_shards + validation_shards + 1))
     ordered = rows.take(pa.array(order))
-    return [ordered.slice(bounds[g], bounds[g + 1] - bounds[g]) for g in range(train_shards + validation_shards)]
+    pieces = tuple(ordered.slice(bounds[g], bounds[g + 1] - bounds[g]) for g in range(train_shards + validation_shards))
+    return pieces if len(pieces) > 1 else pieces[0]
 
 
 @ray.remote
-def write_shard_task(directory: str, split: str, number: int, dtype: str, *pieces: list[pa.Table], group: int) -> dict:
+def write_shard_task(directory: str, split: str, number: int, dtype: str, *pieces: pa.Table) -> dict:
     """The reduce side: one shard's documents from every slice, ordered by shuffle key (then id), written."""
-    table = pa.concat_tables([piece[group] for piece in pieces])
+    table = pa.concat_tables(pieces)
     order = pc.sort_indices(table.select(["key", "id"]), sort_keys=[("key", "ascending"), ("id", "ascending")])
     tokens = table.column("tokens").combine_chunks() if table.num_rows else pa.array([], pa.large_list(pa.uint16()))
     return write_shard(Path(directory), shard_name(split, number), table.column("id").take(order).to_pylist(),

@@ -57,9 +57,10 @@ def _part_bottom_hashes(batch: dict, k: int, seed: int) -> dict:
 def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
     table = pq.read_table(str(batch["path"][0]), columns=["id", "text"])
     ids = table.column("id").to_pylist()
-    chosen = np.flatnonzero(id_hashes(ids, seed) <= np.uint64(threshold))
+    hashes = id_hashes(ids, seed)
+    chosen = np.flatnonzero(hashes <= np.uint64(threshold))
     texts = table.column("text").take(pa.array(chosen, pa.int64())).to_pylist()
-    return {"hash": id_hashes([ids[i] for i in chosen], seed), "id": np.array([ids[i] for i in chosen], dtype=object),
+    return {"hash": hashes[chosen], "id": np.array([ids[i] for i in chosen], dtype=object),
             "text": np.array([(text or "")[:chars] for text in texts], dtype=object)}
 
 
@@ -135,9 +136,11 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: Path, workers: int
               for split, totals in splits.items()}
     groups = [(TRAIN, number) for number in range(shards[TRAIN])]
     groups += [(VALIDATION, number) for number in range(shards[VALIDATION])]
-    pieces = [split_by_shard.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded]
-    written = [write_shard_task.remote(str(run.shards), split, number, dtype.name, *pieces, group=group)
-               for group, (split, number) in enumerate(groups)]
+    cut = split_by_shard.options(num_returns=max(1, len(groups)))
+    pieces = [cut.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded] if groups else []
+    pieces = [refs if len(groups) > 1 else [refs] for refs in pieces]  # one ref per shard, for each slice
+    written = [write_shard_task.remote(str(run.shards), name, number, dtype.name, *(refs[group] for refs in pieces))
+               for group, (name, number) in enumerate(groups)]
     entries = ray.get(written)
     del encoded, pieces
     run.shards.mkdir(parents=True, exist_ok=True)

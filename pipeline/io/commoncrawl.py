@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline.io.download import DownloadError
+from pipeline.io.download import DownloadError, cache_base
 from pipeline.io.remote import fetch as fetch_uri
 
-DEFAULT_CACHE = Path.home() / ".cache" / "ccpipeline"
-
-
 def cache_root(configured: str | None) -> Path:
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("CCPIPELINE_CACHE", DEFAULT_CACHE)) / "commoncrawl"
+    return Path(configured).expanduser() if configured else cache_base() / "commoncrawl"
 
 
 def manifest_path(crawl: str, kind: str) -> str:
@@ -53,9 +47,9 @@ def fetch(base_url: str, path: str, destination: Path, retries: int) -> Path:
     return fetch_uri(f"{base_url.rstrip('/')}/{path}", destination, retries)
 
 
-def resolve(config, run_cache: str | None = None) -> tuple[list[str], dict[str, str]]:
+def resolve(config) -> tuple[list[str], dict[str, str]]:
     """(local paths of the selected files, {path: error} of those that could not be fetched)."""
-    root = cache_root(config.cache_dir or run_cache)
+    root = cache_root(config.cache_dir)
     manifest = fetch(config.base_url, manifest_path(config.crawl, config.kind),
                      root / manifest_path(config.crawl, config.kind), config.retries)
     try:

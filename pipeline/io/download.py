@@ -21,6 +21,12 @@ TIMEOUT_S = 60
 _CHUNK = 1 << 20
 
 
+def cache_base() -> Path:
+    """Where everything downloaded is kept: $CCPIPELINE_CACHE, default ~/.cache/ccpipeline (models/, commoncrawl/,
+    inputs/ below it). On a cluster, point it at storage every node sees."""
+    return Path(os.environ.get("CCPIPELINE_CACHE", Path.home() / ".cache" / "ccpipeline"))
+
+
 class DownloadError(Exception):
     """A download that failed after every retry, or whose content is not what was expected."""
 
