@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "stats":
-        return _stats(Path(args.run_dir))
+        return _stats(args.run_dir)
     if args.command == "train-classifier":
         return _train_classifier(args)
     if args.command == "fetch-models":
@@ -198,12 +198,13 @@ def _fetch_models() -> int:
     return 0
 
 
-def _stats(run_dir: Path) -> int:
+def _stats(run_dir: str) -> int:
+    from pipeline.io.storage import storage_path
     from pipeline.run_dir import RunDir
     from pipeline.stats import read_funnel
     from pipeline.summary import format_funnel
 
-    stats_dir = RunDir(run_dir).stats
+    stats_dir = RunDir(storage_path(run_dir)).stats
     if not (stats_dir / "summary.json").exists():
         return _fail(f"{run_dir}: no statistics (stats/summary.json); is this a run directory?")
     funnel, summary = read_funnel(stats_dir)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
 
 from pipeline.io.remote import is_uri
+from pipeline.io.storage import REMOTE_SCHEMES, StoragePath, storage_path
 from pipeline.io.units import expand_paths
 from stages import STAGES, GlobalStage, StageConfig
 
@@ -104,6 +105,25 @@ class InputConfig(Strict):
         return value
 
 
+class StageResources(Strict):
+    """What each Ray task of one global stage asks for, so that Ray places it on a node that can hold it."""
+
+    cpus: float = Field(1.0, gt=0, description="CPUs per task; the stage's parallelism is the cluster's CPUs over "
+                        "this.")
+    memory_mb: int | None = Field(None, ge=64, description="Memory per task (Ray schedules by it; none: no request).")
+    gpus: float = Field(0, ge=0, description="GPUs per task. For train: above 0, training runs as one Ray task on "
+                        "a node with a GPU (use a run directory every node reaches, such as s3://) instead of in "
+                        "the driver.")
+
+    def ray_options(self) -> dict:
+        options: dict = {"num_cpus": self.cpus}
+        if self.memory_mb:
+            options["memory"] = self.memory_mb * 1024 * 1024
+        if self.gpus:
+            options["num_gpus"] = self.gpus
+        return options
+
+
 class RayConfig(Strict):
     """Where and how wide to run. Execution settings: a resumed run may change them."""
 
@@ -117,6 +137,19 @@ class RayConfig(Strict):
                                    "cluster's CPUs divided by this.")
     memory_mb_per_worker: int | None = Field(None, ge=64, description="Memory each document worker asks Ray for, "
                                              "so that Ray does not place more workers on a node than it can hold.")
+    stages: dict[str, StageResources] = Field(
+        default_factory=dict, description="Requests of each global stage's tasks, by stage name (dedup, tokenizer, "
+        "tokenize, train); the per-document stages run fused in the workers above.")
+
+    @field_validator("stages")
+    @classmethod
+    def _global_stage_names(cls, stages: dict) -> dict:
+        for name in stages:
+            if name not in STAGES or not issubclass(STAGES[name], GlobalStage):
+                known = ", ".join(n for n, stage in STAGES.items() if issubclass(stage, GlobalStage))
+                raise ValueError(f"{name!r} is not a global stage (per-document stages share the workers' "
+                                 f"cpus_per_worker and memory_mb_per_worker; global stages: {known})")
+        return stages
 
 
 def _stage_tag(entry: Any) -> str | None:
@@ -154,7 +187,8 @@ StageEntry = _stage_entry_models()
 class RunConfig(Strict):
     name: str = Field(description="Run name; the default output is runs/<name>.")
     input: InputConfig
-    output: str | None = Field(None, description="Run directory (also --output).")
+    output: str | None = Field(None, description="Run directory (also --output): a local path, or a filesystem URI "
+                               "(s3://bucket/runs/x, gs://..., with pyarrow options as a query) for cluster runs.")
     stages: list[StageEntry] = Field(min_length=1, description="Stages, in order: per-document ones, then global ones (dedup).")
     rejects: bool = Field(False, description="Also write dropped and failed documents to rejects/.")
     max_failed_share: float = Field(
@@ -162,6 +196,14 @@ class RunConfig(Strict):
         "its global stages and exiting 0; the failed units are listed by name either way, and a re-run retries them.")
     batch_rows: int = Field(256, ge=1, description="Records a worker processes at a time.")
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("output")
+    @classmethod
+    def _known_storage(cls, output: str | None) -> str | None:
+        if output is not None and "://" in output and output.split("://", 1)[0] not in (*REMOTE_SCHEMES, "file"):
+            raise ValueError(f"{output}: a run directory is a local path, file://, or one of "
+                             f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}")
+        return output
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -215,8 +257,9 @@ class RunConfig(Strict):
         """The stages over the whole run, in order, after the per-document pass."""
         return [(name, settings) for name, settings in self.stage_settings() if issubclass(STAGES[name], GlobalStage)]
 
-    def run_dir(self) -> Path:
-        return Path(self.output or os.path.join("runs", self.name))
+    def run_dir(self) -> StoragePath:
+        """A local Path, or a RemotePath when `output` is a filesystem URI (s3://, gs://...)."""
+        return storage_path(self.output or os.path.join("runs", self.name))
 
     def resolved(self) -> dict:
         """The config with every default filled in, as saved in the run directory."""

@@ -58,8 +58,14 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        if name == "stages":
+        if key == "stages":
             rows.append(f"| `{key}` | list | required | {field.description} See the stage tables below. |")
+            continue
+        value_model = _model_of(typing.get_args(field.annotation)[1]) if typing.get_origin(field.annotation) is dict \
+            else None
+        if value_model is not None:  # {name: model}: the model's keys under <key>.<name>
+            rows.append(f"| `{key}` | mapping | {_default(field)} | {field.description} |")
+            rows.extend(_rows(value_model, f"{key}.<name>."))
             continue
         nested = _model_of(field.annotation)
         description = field.description or (_first_line(nested.__doc__) if nested is not None else "")

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 import ray.data
 from ray.data.context import ShuffleStrategy
 
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from pipeline.io.storage import StoragePath, read_parquet, storage_path
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
@@ -49,14 +48,14 @@ CLUSTERS_SCHEMA = pa.schema(
 )
 
 
-def _part_files(documents: Path) -> list[str]:
+def _part_files(documents: StoragePath) -> list[str]:
     return sorted(str(path) for path in documents.glob("part-*.parquet"))
 
 
 def _signature_rows(batch: dict, config: DedupConfig) -> dict:
     """Per document of one part: key, length, text hash and band keys (one column per band)."""
     part, path = int(batch["part"][0]), str(batch["path"][0])
-    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    texts = read_parquet(path, columns=["text"]).column("text").to_pylist()
     texts = [text or "" for text in texts]
     rows = {
         "key": document_keys(part, len(texts)),
@@ -131,7 +130,7 @@ def _collect(dataset: ray.data.Dataset, columns: tuple[str, ...]) -> dict[str, n
 def _shingle_rows(batch: dict, config: DedupConfig, edge_heads: np.ndarray, edge_tails: np.ndarray) -> dict:
     """For the documents of one part that are in candidate pairs: one row per (pair, side) with its shingles."""
     part, path = int(batch["part"][0]), str(batch["path"][0])
-    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    texts = read_parquet(path, columns=["text"]).column("text").to_pylist()
     keys = document_keys(part, len(texts))
     pair_ids, sides, rows_of = [], [], []
     for side, ends in ((0, edge_heads), (1, edge_tails)):
@@ -168,11 +167,11 @@ def _filter_part(
 ) -> dict:
     """Write one part without its removed rows; return the ids of its cluster members for the clusters table."""
     part, path = int(batch["part"][0]), str(batch["path"][0])
-    table = pq.read_table(path)
+    table = read_parquet(path)
     keys = document_keys(part, table.num_rows)
     is_removed = np.isin(keys, removed)
-    name = Path(path).name
-    writer = AtomicParquetWriter(Path(documents_out) / name, table.schema)
+    name = storage_path(path).name
+    writer = AtomicParquetWriter(storage_path(documents_out) / name, table.schema)
     writer.write(table.filter(pa.array(~is_removed)))
     writer.commit()
     if rejects_out is not None and is_removed.any():
@@ -180,7 +179,7 @@ def _filter_part(
         reasons = removed_reason[np.searchsorted(removed, keys[is_removed])]
         dropped = dropped.append_column("stage", pa.array(["dedup"] * dropped.num_rows, pa.string()))
         dropped = dropped.append_column("drop_reason", pa.array(reasons.tolist(), pa.string()))
-        atomic_write_parquet(Path(rejects_out) / name, dropped)
+        atomic_write_parquet(storage_path(rejects_out) / name, dropped)
     in_cluster = np.isin(keys, members)
     ids = table.column("id").filter(pa.array(in_cluster)).to_pylist()
     urls = (table.column("url").filter(pa.array(in_cluster)).to_pylist() if "url" in table.column_names
@@ -201,8 +200,11 @@ def _filter_part(
     }
 
 
-def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, workers: int) -> StageTally:
-    """Deduplicate the documents under `source` into run.dedup; returns the stage's counts."""
+def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bool, workers: int,
+              options: dict | None = None) -> StageTally:
+    """Deduplicate the documents under `source` into run.dedup; returns the stage's counts. `options`: what each
+    Ray task asks for (num_cpus, memory)."""
+    options = options or {}
     started = time.monotonic()
     # Sort-based pull shuffle: no aggregator actors to start, so small runs take a second, and it scales (Ray's
     # push-based variant is the choice for clusters shuffling terabytes).
@@ -211,7 +213,7 @@ def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, wor
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
     graph = _load_graph(run, parts)
     if graph is None:
-        graph = _duplicate_graph(config, items, workers)
+        graph = _duplicate_graph(config, items, workers, options)
         _save_graph(run, parts, graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
     heads, tails = graph["head"], graph["tail"]
@@ -227,7 +229,7 @@ def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, wor
                 "members": clusters.members, "removed": removed, "removed_reason": reasons,
                 "cluster_of_member": clusters.cluster,
             },
-            batch_size=1, batch_format="numpy",
+            batch_size=1, batch_format="numpy", **options,
         ),
         ("key", "id", "url", "source", "offset", "cluster"),
     )
@@ -242,13 +244,13 @@ def run_dedup(config: DedupConfig, run: RunDir, source: Path, rejects: bool, wor
     return tally
 
 
-def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: int) -> dict:
+def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: int, options: dict) -> dict:
     """Keep the candidate pairs whose real shingle Jaccard reaches the configured threshold."""
     shingled = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         _shingle_rows, fn_kwargs={"config": config, "edge_heads": near["head"], "edge_tails": near["tail"]},
-        batch_size=1, batch_format="numpy",
-    ).map_batches(lambda b: {**b, "bucket": b["pair"] % partitions}, batch_format="numpy")
-    scored = _collect(shingled.groupby("bucket", num_partitions=partitions).map_groups(_pair_similarity, batch_format="numpy"),
+        batch_size=1, batch_format="numpy", **options,
+    ).map_batches(lambda b: {**b, "bucket": b["pair"] % partitions}, batch_format="numpy", **options)
+    scored = _collect(shingled.groupby("bucket", num_partitions=partitions).map_groups(_pair_similarity, batch_format="numpy", **options),
                       ("pair", "jaccard"))
     good = scored["pair"][scored["jaccard"] >= config.verify_jaccard]
     return {"head": near["head"][good], "tail": near["tail"][good]}
@@ -314,12 +316,12 @@ def _examples(clusters: Clusters, members: dict, removed: np.ndarray, reasons: n
     return examples
 
 
-def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int) -> dict[str, np.ndarray]:
+def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict) -> dict[str, np.ndarray]:
     """Signatures, the exact and near shuffles, the optional Jaccard check: the duplicate edges, and the key,
     length and text hash of every document in one."""
     rows = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
+        .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy", **options)
         .materialize()
     )
     documents = rows.count()
@@ -329,10 +331,10 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int) -> di
     if config.exact and documents:
         hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
             lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
-            batch_format="numpy",
+            batch_format="numpy", **options,
         )
         exact = _collect_edges(
-            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy"))
+            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy", **options))
     exact_removed = np.unique(exact["tail"])
 
     near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
@@ -340,30 +342,30 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int) -> di
         banded = rows.map_batches(
             _band_rows,
             fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
-            batch_format="numpy",
+            batch_format="numpy", **options,
         )
         near = _collect_edges(
-            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy"))
+            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy", **options))
         if config.verify_jaccard is not None and len(near["head"]):
-            near = _verified(near, items, config, partitions)
+            near = _verified(near, items, config, partitions, options)
 
     heads = np.concatenate([exact["head"], near["head"]])
     tails = np.concatenate([exact["tail"], near["tail"]])
     involved = np.unique(np.concatenate([heads, tails]))
-    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy"),
+    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy", **options),
                         ("key", "length", "text_hash"))
     return {"documents": np.array(documents), "partitions": np.array(partitions), "head": heads, "tail": tails,
             **{f"vertex_{name}": values for name, values in vertices.items()}}
 
 
-def _graph_file(run: RunDir) -> Path:
+def _graph_file(run: RunDir) -> StoragePath:
     return run.dedup / "_graph.npz"
 
 
 def _save_graph(run: RunDir, parts: list[str], graph: dict[str, np.ndarray]) -> None:
     """The stage's one expensive intermediate: a re-run after a crash in the steps that follow starts from it."""
     buffer = io.BytesIO()
-    np.savez(buffer, parts=np.array([Path(p).name for p in parts]), **graph)
+    np.savez(buffer, parts=np.array([storage_path(p).name for p in parts]), **graph)
     atomic_write_bytes(_graph_file(run), buffer.getvalue())
 
 
@@ -371,9 +373,9 @@ def _load_graph(run: RunDir, parts: list[str]) -> dict[str, np.ndarray] | None:
     """The saved graph, when it was made from these same parts (the run's config is checked by the runner)."""
     if not _graph_file(run).exists():
         return None
-    with np.load(_graph_file(run), allow_pickle=False) as saved:
+    with np.load(io.BytesIO(_graph_file(run).read_bytes()), allow_pickle=False) as saved:
         graph = {name: saved[name] for name in saved.files}
-    if graph.pop("parts").tolist() != [Path(p).name for p in parts]:
+    if graph.pop("parts").tolist() != [storage_path(p).name for p in parts]:
         return None
     graph["resumed"] = np.array(True)
     return graph

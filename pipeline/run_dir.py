@@ -11,12 +11,13 @@ writers agree.
     <run>/tokenizer/tokenizer.model    the run's sentencepiece BPE model (+ tokenizer.json: settings, sample)
     <run>/shards/                      token shards (.parquet, .arrow, .index.arrow) and manifest.json
     <run>/stats/                       merged statistics (funnel, reasons, units, examples, summary.json)
+
+The run directory may be on local disk or on an object store (pipeline/io/storage.py): the layout is the same.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import yaml
 
 from pipeline.io.atomic import atomic_write_bytes
+from pipeline.io.storage import StoragePath, remove_tree
 
 # Settings that change how a run executes, not what it produces: a resume may change them.
 _EXECUTION_KEYS = ("ray", "output")
@@ -35,67 +37,68 @@ class RunDirConflict(Exception):
 
 @dataclass(frozen=True)
 class RunDir:
-    root: Path
+    root: StoragePath  # a local Path, or a RemotePath (s3://, gs://...) that every cluster worker can reach
 
     @property
-    def config_file(self) -> Path:
+    def config_file(self) -> StoragePath:
         return self.root / "config.yaml"
 
     @property
-    def plan_file(self) -> Path:
+    def plan_file(self) -> StoragePath:
         return self.root / "plan.json"
 
     @property
-    def documents(self) -> Path:
+    def documents(self) -> StoragePath:
         return self.root / "documents"
 
     @property
-    def rejects(self) -> Path:
+    def rejects(self) -> StoragePath:
         return self.root / "rejects"
 
     @property
-    def markers(self) -> Path:
+    def markers(self) -> StoragePath:
         return self.root / "_done"
 
     @property
-    def dedup(self) -> Path:
+    def dedup(self) -> StoragePath:
         """documents/ (deduplicated parts), clusters.parquet, and _done.json once finished."""
         return self.root / "dedup"
 
     @property
-    def dedup_documents(self) -> Path:
+    def dedup_documents(self) -> StoragePath:
         return self.dedup / "documents"
 
     @property
-    def output_documents(self) -> Path:
+    def output_documents(self) -> StoragePath:
         """Where the run's final documents are: dedup/documents once deduplication has finished, else documents/."""
         return self.dedup_documents if (self.dedup / "_done.json").exists() else self.documents
 
     @property
-    def tokenizer(self) -> Path:
+    def tokenizer(self) -> StoragePath:
         """tokenizer.model, tokenizer.json (settings, sample) and _done.json."""
         return self.root / "tokenizer"
 
     @property
-    def shards(self) -> Path:
+    def shards(self) -> StoragePath:
         """Token shards (train-NNNNN / validation-NNNNN .parquet, .arrow, .index.arrow), manifest.json, _done.json."""
         return self.root / "shards"
 
     @property
-    def stats(self) -> Path:
+    def stats(self) -> StoragePath:
         return self.root / "stats"
 
-    def document_part(self, unit_id: str) -> Path:
+    def document_part(self, unit_id: str) -> StoragePath:
         return self.documents / f"part-{unit_id}.parquet"
 
-    def reject_part(self, unit_id: str) -> Path:
+    def reject_part(self, unit_id: str) -> StoragePath:
         return self.rejects / f"part-{unit_id}.parquet"
 
-    def marker(self, unit_id: str) -> Path:
+    def marker(self, unit_id: str) -> StoragePath:
         return self.markers / f"{unit_id}.json"
 
-    def is_done(self, unit_id: str) -> bool:
-        return self.marker(unit_id).exists()
+    def done_units(self) -> set[str]:
+        """The ids of every finished unit, from one listing (one request on an object store, not one per unit)."""
+        return {path.name.removesuffix(".json") for path in self.markers.glob("*.json")}
 
     def read_marker(self, unit_id: str) -> dict:
         return json.loads(self.marker(unit_id).read_text())
@@ -121,8 +124,8 @@ def prepare_run_dir(run: RunDir, resolved_config: dict, overwrite: bool) -> bool
     Resuming is only allowed with the same config (execution settings aside): mixing outputs of two configs in one
     run directory would give a result that no config describes.
     """
-    if overwrite and run.root.exists():
-        shutil.rmtree(run.root)
+    if overwrite:
+        remove_tree(run.root)
     resuming = run.config_file.exists()
     if resuming:
         saved = yaml.safe_load(run.config_file.read_text()) or {}

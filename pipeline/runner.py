@@ -23,10 +23,11 @@ from pathlib import Path
 import ray
 import ray.data
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, StageResources
 from pipeline.dedup_runner import run_dedup
 from pipeline.tokenize_runner import run_tokenize, run_tokenizer
 from pipeline.io.atomic import atomic_write_json
+from pipeline.io.storage import StoragePath, storage_path
 from pipeline.io.units import Unit
 from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
@@ -87,7 +88,7 @@ class RayUnitWorker:
     """The Ray Data callable: one per actor; processes the units of each batch it is given."""
 
     def __init__(self, config: dict, run_dir: str, board: "ray.actor.ActorHandle"):
-        self.worker = UnitWorker(RunConfig.model_validate(config), Path(run_dir))
+        self.worker = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir))
         self.board = board
 
     def __call__(self, batch: dict) -> dict:
@@ -122,7 +123,8 @@ def run_pipeline(
         units = plan_units(config, generated)
         if not download_failures:  # else the next run plans again, with the files that arrive then
             save_plan(run.plan_file, units)
-    pending = [unit for unit in units if not run.is_done(unit.id)]
+    done = run.done_units()
+    pending = [unit for unit in units if unit.id not in done]
     global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
@@ -144,7 +146,8 @@ def run_pipeline(
         finally:
             if started_here:
                 ray.shutdown()
-    markers = [run.read_marker(unit.id) for unit in units if run.is_done(unit.id)]
+    done = run.done_units()
+    markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
     funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
     funnel += [_global_tally(run, name) for name, _ in config.global_stages() if _global_done(run, name)]
     result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started,
@@ -155,7 +158,7 @@ def run_pipeline(
     return result
 
 
-def _global_marker(run: RunDir, name: str) -> Path:
+def _global_marker(run: RunDir, name: str) -> StoragePath:
     return run.root / STAGES[name].directory / "_done.json"
 
 
@@ -167,7 +170,7 @@ def _global_tally(run: RunDir, name: str) -> StageTally:
     return StageTally.from_dict(json.loads(_global_marker(run, name).read_text())["stage"])
 
 
-def _global_source(config: RunConfig, run: RunDir, name: str) -> Path:
+def _global_source(config: RunConfig, run: RunDir, name: str) -> StoragePath:
     """The documents a global stage reads: those of the last earlier global stage that writes documents (dedup),
     else what the per-document stages kept."""
     source = run.documents
@@ -195,15 +198,20 @@ def _run_train(settings, run: RunDir, show_progress: bool) -> None:
 
 
 def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False) -> None:
-    """Run one global stage over the documents it reads (see _global_source)."""
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    """Run one global stage over the documents it reads (see _global_source), its tasks asking Ray for what
+    ray.stages.<name> says."""
+    resources = config.ray.stages.get(name, StageResources())
+    options = resources.ray_options()
+    workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
     source = _global_source(config, run, name)
     if name == "dedup":
-        run_dedup(settings, run, source=source, rejects=config.rejects, workers=workers)
+        run_dedup(settings, run, source=source, rejects=config.rejects, workers=workers, options=options)
     elif name == "tokenizer":
-        run_tokenizer(settings, run, source=source, workers=workers)
+        run_tokenizer(settings, run, source=source, workers=workers, options=options)
     elif name == "tokenize":
-        run_tokenize(settings, run, source=source, workers=workers)
+        run_tokenize(settings, run, source=source, workers=workers, options=options)
+    elif name == "train" and resources.gpus:  # on a node with a GPU, as one Ray task
+        ray.get(ray.remote(_run_train).options(**options).remote(settings, run, show_progress))
     elif name == "train":
         _run_train(settings, run, show_progress)
     else:
@@ -232,7 +240,14 @@ def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
         return []
     from pipeline.demo_crawl import write_demo_crawl, write_demo_labels
 
-    directory = Path(demo.directory) if demo.directory else run.root / "demo-crawl"
+    if demo.directory:
+        directory = Path(demo.directory)
+    elif isinstance(run.root, Path):
+        directory = run.root / "demo-crawl"
+    else:  # the demo's input is local files: beside the run's cached downloads, not in the object store
+        from pipeline.io.download import cache_base
+
+        directory = cache_base() / "demo-crawl" / f"{demo.pages}-{demo.files}-{demo.seed}"
     write_demo_labels(directory, seed=demo.seed)
     return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
 
@@ -278,7 +293,8 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
 def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: dict[str, str]) -> list[Unit]:
     """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
     for _ in range(len(units)):
-        spans = {unit.id: run.read_marker(unit.id)["members"] for unit in units if run.is_done(unit.id)}
+        done = run.done_units()
+        spans = {unit.id: run.read_marker(unit.id)["members"] for unit in units if unit.id in done}
         fixes = boundary_fixes(units, spans)
         if not fixes:
             break

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pipeline.io.atomic import temporary_path
+from pipeline.io.atomic import atomic_write_bytes, publish_file, temporary_path
+from pipeline.io.storage import StoragePath, local_copy, storage_path
 
 MANIFEST = "manifest.json"
 FORMAT = "ccpipeline-token-shards/1"
@@ -45,12 +46,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _commit(temporary: Path, final: Path) -> str:
-    os.replace(temporary, final)
-    return _sha256(final)
-
-
-def write_shard(directory: Path, name: str, ids: list[str], tokens: pa.ListArray | pa.LargeListArray,
+def write_shard(directory: StoragePath, name: str, ids: list[str], tokens: pa.ListArray | pa.LargeListArray,
                 dtype: np.dtype) -> dict:
     """Write one shard's three files from its documents, in the order given; returns its manifest entry."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,14 +68,18 @@ def write_shard(directory: Path, name: str, ids: list[str], tokens: pa.ListArray
                                                          "n_tokens": documents["n_tokens"]})),
     }
 
-    def write_and_hash(kind: str) -> str:
-        temporary = temporary_path(directory / files[kind])
-        writers[kind](temporary)
-        return _commit(temporary, directory / files[kind])
+    def write_and_hash(kind: str, scratch: str) -> str:
+        final = directory / files[kind]
+        # written beside the final name on local disk; on this machine's disk first for an object store
+        written = temporary_path(final) if isinstance(final, Path) else Path(scratch) / files[kind]
+        writers[kind](written)
+        checksum = _sha256(written)
+        publish_file(written, final)
+        return checksum
 
     # Arrow's writers and hashlib release the GIL: the three files are written (and hashed) at once.
-    with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        checksums = dict(zip(files, pool.map(write_and_hash, files)))
+    with tempfile.TemporaryDirectory(prefix="shard-") as scratch, ThreadPoolExecutor(max_workers=len(files)) as pool:
+        checksums = dict(zip(files, pool.map(write_and_hash, files, [scratch] * len(files))))
     return {"name": name, "files": files, "documents": len(ids), "tokens": int(lengths.sum()), "sha256": checksums}
 
 
@@ -91,14 +91,38 @@ def _write_ipc(path: Path, table: pa.Table) -> None:
             writer.write_batch(record_batch)
 
 
-def write_manifest(directory: Path, manifest: dict) -> None:
-    temporary = temporary_path(directory / MANIFEST)
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, directory / MANIFEST)
+def write_manifest(directory: StoragePath, manifest: dict) -> None:
+    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
-def read_manifest(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / MANIFEST).read_text())
+def read_manifest(directory: str | StoragePath) -> dict:
+    return json.loads((storage_path(directory) / MANIFEST).read_text())
+
+
+def local_shards(directory: StoragePath, cache: Path | None = None) -> Path:
+    """The shards folder on this machine's disk, for memory maps: itself when local. For a run on an object store,
+    a copy under <cache>/runs/<hash of its URI>/shards of the manifest, the .arrow and .index.arrow files (checked
+    against the manifest's sha256) and, beside it as in the run, the tokenizer model; fetched once per manifest."""
+    if isinstance(directory, Path):
+        return directory
+    from pipeline.io.download import cache_base
+
+    manifest = read_manifest(directory)
+    local = (cache or cache_base()) / "runs" / hashlib.sha256(str(directory).encode()).hexdigest()[:16] / "shards"
+    if (local / MANIFEST).exists() and json.loads((local / MANIFEST).read_text()) == manifest:
+        return local
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            for kind in ("arrow", "index"):
+                target = local_copy(directory / shard["files"][kind], local / shard["files"][kind])
+                if _sha256(target) != shard["sha256"][kind]:
+                    target.unlink()
+                    raise ValueError(f"{directory / shard['files'][kind]}: sha256 differs from the manifest's")
+    tokenizer = manifest["tokenizer"]["path"]
+    if not tokenizer.startswith(("/", "s3://", "gs://", "gcs://", "hdfs://")):  # relative to the shards folder
+        local_copy(directory / tokenizer, (local / tokenizer).resolve())
+    write_manifest(local, manifest)  # last: its presence says the copy is whole
+    return local
 
 
 def map_tokens(path: str | Path) -> np.ndarray:

@@ -4,14 +4,13 @@ so that a fresh worker process starts them in a fraction of a second. pipeline/t
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 
+from pipeline.io.storage import parquet_file, storage_path
 from pipeline.token_shards import shard_name, write_shard
 from stages.tokenize import TRAIN, VALIDATION, Encoder, TokenizeConfig, splits_of
 from stages.tokenizer import id_hashes
@@ -23,7 +22,7 @@ def slices(parts: list[str]) -> list[tuple[str, list[int]]]:
     """(part, row groups) work items of about SLICE_ROWS documents, from the Parquet footers."""
     items = []
     for path in parts:
-        metadata = pq.ParquetFile(path).metadata
+        metadata = parquet_file(path).metadata
         groups: list[int] = []
         rows = 0
         for index in range(metadata.num_row_groups):
@@ -54,7 +53,7 @@ def encode_slice(path: str, row_groups: list[int], model: bytes, config: dict) -
     id last, n_tokens, validation, shuffle key), documents without tokens left out."""
     settings = TokenizeConfig.model_validate(config)
     encoder = _encoder(model)
-    table = pq.ParquetFile(path).read_row_groups(row_groups, columns=["id", "text"])
+    table = parquet_file(path).read_row_groups(row_groups, columns=["id", "text"])
     ids = table.column("id").to_pylist()
     texts = [text or "" for text in table.column("text").to_pylist()]
     encoded: list[np.ndarray] = []
@@ -100,7 +99,7 @@ def write_shard_task(directory: str, split: str, number: int, dtype: str, *piece
     table = pa.concat_tables(pieces)
     order = pc.sort_indices(table.select(["key", "id"]), sort_keys=[("key", "ascending"), ("id", "ascending")])
     tokens = table.column("tokens").combine_chunks() if table.num_rows else pa.array([], pa.large_list(pa.uint16()))
-    return write_shard(Path(directory), shard_name(split, number), table.column("id").take(order).to_pylist(),
+    return write_shard(storage_path(directory), shard_name(split, number), table.column("id").take(order).to_pylist(),
                        _reordered(tokens, order.to_numpy()), np.dtype(dtype))
 
 

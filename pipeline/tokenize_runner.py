@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 import ray.data
 
 from pipeline.io.atomic import atomic_write_bytes, atomic_write_json
+from pipeline.io.storage import StoragePath, parquet_file, read_parquet, storage_path
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from pipeline.token_shards import FORMAT, write_manifest
@@ -36,7 +36,7 @@ from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_
 MODEL_FILE = "tokenizer.model"
 
 
-def _part_files(source: Path) -> list[str]:
+def _part_files(source: StoragePath) -> list[str]:
     return sorted(str(path) for path in source.glob("part-*.parquet"))
 
 
@@ -49,13 +49,13 @@ def _parts_dataset(parts: list[str]) -> ray.data.Dataset:
 
 def _part_bottom_hashes(batch: dict, k: int, seed: int) -> dict:
     """The k smallest id hashes of one documents part."""
-    ids = pq.read_table(str(batch["path"][0]), columns=["id"]).column("id").to_pylist()
+    ids = read_parquet(str(batch["path"][0]), columns=["id"]).column("id").to_pylist()
     hashes = id_hashes(ids, seed)
     return {"hash": hashes[bottom_k(hashes, k)]}
 
 
 def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
-    table = pq.read_table(str(batch["path"][0]), columns=["id", "text"])
+    table = read_parquet(str(batch["path"][0]), columns=["id", "text"])
     ids = table.column("id").to_pylist()
     hashes = id_hashes(ids, seed)
     chosen = np.flatnonzero(hashes <= np.uint64(threshold))
@@ -64,20 +64,22 @@ def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
             "text": np.array([(text or "")[:chars] for text in texts], dtype=object)}
 
 
-def run_tokenizer(config: TokenizerConfig, run: RunDir, source: Path, workers: int) -> StageTally:
+def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, workers: int,
+                  options: dict | None = None) -> StageTally:
     """Train (or copy) the run's tokenizer into run.tokenizer; returns the stage's counts (it drops nothing)."""
+    options = options or {}
     started = time.monotonic()
     parts = _part_files(source)
-    documents = sum(pq.ParquetFile(path).metadata.num_rows for path in parts)
+    documents = sum(parquet_file(path).metadata.num_rows for path in parts)
     details: dict = {"source": str(source)}
     if config.model is not None:
-        model = Path(config.model).read_bytes()
+        model = storage_path(config.model).read_bytes()
         details["copied_from"] = config.model
     else:
         k = config.sample_documents
         smallest = np.empty(0, np.uint64)
         hashes = _parts_dataset(parts).map_batches(
-            _part_bottom_hashes, fn_kwargs={"k": k, "seed": config.seed}, batch_size=1, batch_format="numpy")
+            _part_bottom_hashes, fn_kwargs={"k": k, "seed": config.seed}, batch_size=1, batch_format="numpy", **options)
         for batch in hashes.iter_batches(batch_format="numpy", batch_size=None):
             merged = np.concatenate([smallest, batch["hash"]])
             smallest = merged[bottom_k(merged, k)]
@@ -86,7 +88,7 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: Path, workers: i
         sampled = _parts_dataset(parts).map_batches(
             _part_sample, fn_kwargs={"threshold": threshold, "seed": config.seed,
                                      "chars": config.sample_chars_per_document},
-            batch_size=1, batch_format="numpy")
+            batch_size=1, batch_format="numpy", **options)
         for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
             for name in sample:
                 sample[name].extend(batch[name].tolist())
@@ -112,7 +114,8 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: Path, workers: i
 
 # ---------------------------------------------------------------------------------------------------- tokenize
 
-def run_tokenize(config: TokenizeConfig, run: RunDir, source: Path, workers: int) -> StageTally:
+def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, workers: int,
+                 options: dict | None = None) -> StageTally:
     """Encode every document under `source` into run.shards; returns the stage's counts.
 
     A map-reduce over Ray's object store: encoding tasks (one per slice of ~1,000 documents) leave their rows
@@ -120,13 +123,14 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: Path, workers: int
     shard; one task per shard gathers its pieces, orders them and writes the shard. The driver holds object
     references and counts, never documents or tokens."""
     started = time.monotonic()
-    model_path = Path(config.model) if config.model else run.tokenizer / MODEL_FILE
+    model_path = storage_path(config.model) if config.model else run.tokenizer / MODEL_FILE
     model = model_path.read_bytes()
     vocab_size = load_model(model).vocab_size()
     dtype = token_dtype(vocab_size)
     model_ref = ray.put(model)
     settings = config.model_dump(mode="json")
-    encoded = [encode_slice.remote(path, groups, model_ref, settings) for path, groups in slices(_part_files(source))]
+    options = options or {}
+    encoded = [encode_slice.options(**options).remote(path, groups, model_ref, settings) for path, groups in slices(_part_files(source))]
     counts = ray.get([counts for counts, _ in encoded])
     documents = sum(c["documents"] for c in counts)
     empty = sum(c["empty"] for c in counts)
@@ -136,16 +140,17 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: Path, workers: int
               for split, totals in splits.items()}
     groups = [(TRAIN, number) for number in range(shards[TRAIN])]
     groups += [(VALIDATION, number) for number in range(shards[VALIDATION])]
-    cut = split_by_shard.options(num_returns=max(1, len(groups)))
+    cut = split_by_shard.options(num_returns=max(1, len(groups)), **options)
     pieces = [cut.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded] if groups else []
     pieces = [refs if len(groups) > 1 else [refs] for refs in pieces]  # one ref per shard, for each slice
-    written = [write_shard_task.remote(str(run.shards), name, number, dtype.name, *(refs[group] for refs in pieces))
+    written = [write_shard_task.options(**options).remote(str(run.shards), name, number, dtype.name, *(refs[group] for refs in pieces))
                for group, (name, number) in enumerate(groups)]
     entries = ray.get(written)
     del encoded, pieces
     run.shards.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = (Path("..") / model_path.relative_to(run.root) if model_path.is_relative_to(run.root)
-                      else model_path.resolve())
+    inside = isinstance(model_path, type(run.root)) and model_path.is_relative_to(run.root)
+    # relative when inside the run: a run directory can move (or be copied down from an object store)
+    tokenizer_path = Path("..") / model_path.relative_to(run.root) if inside else model_path.resolve()
     manifest = {
         "format": FORMAT, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": EOS_ID,
         "tokenizer": {"path": str(tokenizer_path), "sha256": hashlib.sha256(model).hexdigest()},

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pipeline.config import RunConfig
 from pipeline.io.archive_reader import MemberSpan, ReadOptions
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json
+from pipeline.io.storage import StoragePath, storage_path
 from pipeline.io.text_reader import TextFields
 from pipeline.io.units import Unit, read_unit
 from pipeline.run_dir import RunDir
@@ -52,9 +53,9 @@ def rejects_schema(documents: pa.Schema) -> pa.Schema:
 class UnitWorker:
     """Builds the stages once; `process(unit)` runs one unit end to end and returns its marker."""
 
-    def __init__(self, config: RunConfig, run_dir: Path):
+    def __init__(self, config: RunConfig, run_dir: StoragePath):
         self.config = config
-        self.run_dir = RunDir(Path(run_dir))
+        self.run_dir = RunDir(storage_path(run_dir))
         self.stages: list[Stage] = [STAGES[name](settings) for name, settings in config.document_stages()]
         self.read_options = ReadOptions(
             html_content_types=tuple(config.input.html_content_types),

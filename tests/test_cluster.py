@@ -35,12 +35,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A head node in its own process group (`--block`), so that the teardown stops this cluster and no other."""
+    """A head node in its own process group (`--block`), so that the teardown stops this cluster and no other.
+    It declares one GPU (a logical resource: Ray schedules by it, nothing checks the hardware), so that a stage
+    that asks for a GPU has a node to go to."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Unix socket paths have a length limit
     port, dashboard = free_port(), free_port()
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--num-gpus=1", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--temp-dir={temp_dir}"],
         env=CLUSTER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     dashboard_url = f"http://127.0.0.1:{dashboard}"
@@ -59,7 +61,10 @@ def ray_head():
         head.wait(timeout=15)
     except subprocess.TimeoutExpired:
         pass
-    os.killpg(head.pid, signal.SIGKILL)  # what SIGTERM left (the GCS can linger)
+    try:
+        os.killpg(head.pid, signal.SIGKILL)  # what SIGTERM left (the GCS can linger)
+    except ProcessLookupError:
+        pass
     head.wait()
     shutil.rmtree(temp_dir, ignore_errors=True)
 
@@ -104,3 +109,34 @@ def test_a_driver_joins_the_cluster_with_address(ray_head, config, tmp_path):
                            env=CLUSTER_ENV, capture_output=True, text=True, timeout=120)
     assert nodes.returncode == 0 and "127.0.0.1" in nodes.stdout
     assert ids(tmp_path / "joined") == run_locally(config, tmp_path / "local")
+
+
+def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc_dir, tmp_path):
+    """ray.stages: dedup's tasks ask for 2 CPUs, and train (gpus: 1) runs as a Ray task on the node with the GPU
+    instead of in the driver; the state API of the head node shows what each task asked for."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "resources", "input": {"paths": [str(warc_dir / "dolma_wget" / "*.warc.gz")]},
+        "stages": ["extract", "dedup", {"tokenizer": {"vocab_size": 500}}, {"tokenize": {"validation_fraction": 0.3}},
+                   {"train": {"model": {"n_layer": 1, "n_head": 1, "n_embd": 16}, "block_size": 16, "batch_size": 2,
+                              "max_steps": 2, "warmup_steps": 1, "eval_interval": 2, "eval_batches": 1,
+                              "device": "cpu"}}],
+        "ray": {"stages": {"dedup": {"cpus": 2, "memory_mb": 128}, "train": {"gpus": 1, "cpus": 1}}},
+    }))
+    completed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                                str(tmp_path / "run"), "--address", ray_head["address"]], cwd=REPO,
+                               env=CLUSTER_ENV, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert (tmp_path / "run" / "train" / "checkpoint.pt").is_file()
+    listed = subprocess.run([RAY, "list", "tasks", "--address", ray_head["address"], "--detail", "--format", "yaml",
+                             "--limit", "10000"], env=CLUSTER_ENV, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    tasks = yaml.safe_load(listed.stdout)
+    train = [task for task in tasks if task["name"] == "_run_train"]
+    tasks = [task for task in tasks if task["job_id"] == train[0]["job_id"]]  # this run's, not the other tests'
+    assert len(train) == 1 and train[0]["required_resources"]["GPU"] == 1 and train[0]["state"] == "FINISHED"
+    signatures = [task for task in tasks if "_signature_rows" in task["name"]]
+    assert signatures and all(task["required_resources"]["CPU"] == 2 for task in signatures)
+    assert all(task["required_resources"]["memory"] == 128 * 1024 * 1024 for task in signatures)
+    encoders = [task for task in tasks if task["name"] == "encode_slice"]
+    assert encoders and all(task["required_resources"]["CPU"] == 1 for task in encoders)  # the default

@@ -2,57 +2,112 @@
 
 Everything is written to a temporary name in the destination directory and renamed into place, so a run killed
 half-way leaves no half-written output that a re-run (or a notebook) could mistake for a finished one.
+
+The destination may be a local Path or a RemotePath (pipeline/io/storage.py). On object stores the rename is a
+server-side copy then a delete: the final key still appears whole or not at all, and a writer that fails is
+deleted under its temporary name (an object store's output stream would otherwise publish what it has on close).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.storage import RemotePath, StoragePath, arrow_location
+
 PARQUET_OPTIONS = {"compression": "zstd"}
 
 
-def temporary_path(final: Path) -> Path:
+def temporary_path(final: StoragePath) -> StoragePath:
     """A unique hidden name beside `final` (same directory, so the rename is atomic)."""
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def atomic_write_bytes(final: Path, data: bytes) -> None:
+def replace(temporary: StoragePath, final: StoragePath) -> None:
+    """Rename a finished temporary file to its final name."""
+    if isinstance(final, RemotePath):
+        temporary.move(final)
+    else:
+        os.replace(temporary, final)
+
+
+def atomic_write_bytes(final: StoragePath, data: bytes) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(final)
-    with open(temporary, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temporary, final)
+    if isinstance(temporary, RemotePath):
+        with temporary.filesystem.open_output_stream(temporary.path) as out:
+            out.write(data)
+    else:
+        with open(temporary, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    replace(temporary, final)
 
 
-def atomic_write_json(final: Path, value: object) -> None:
+def atomic_write_json(final: StoragePath, value: object) -> None:
     atomic_write_bytes(final, (json.dumps(value, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
-def atomic_write_parquet(final: Path, table: pa.Table) -> None:
+def atomic_write_parquet(final: StoragePath, table: pa.Table, **options) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(final)
-    pq.write_table(table, temporary, **PARQUET_OPTIONS)
-    os.replace(temporary, final)
+    where, filesystem = arrow_location(temporary)
+    try:
+        pq.write_table(table, where, filesystem=filesystem, **{**PARQUET_OPTIONS, **options})
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    replace(temporary, final)
+
+
+def publish_file(local: Path, final: StoragePath, keep_local: bool = False) -> None:
+    """Move (or with keep_local, copy) a finished local file to `final`: renamed when `final` is on the same disk,
+    copied under a temporary name and renamed otherwise (another disk, or an object store)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(final, Path):
+        if not keep_local:
+            try:
+                os.replace(local, final)
+                return
+            except OSError:  # another filesystem: copy beside the final name first
+                pass
+        temporary = temporary_path(final)
+        shutil.copyfile(local, temporary)
+        os.replace(temporary, final)
+        if not keep_local:
+            local.unlink()
+        return
+    temporary = temporary_path(final)
+    try:
+        with open(local, "rb") as source, temporary.filesystem.open_output_stream(temporary.path) as out:
+            while chunk := source.read(8 << 20):
+                out.write(chunk)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    replace(temporary, final)
+    if not keep_local:
+        local.unlink()
 
 
 class AtomicParquetWriter:
     """Streams batches into one Parquet file that appears under its final name only on `commit()`."""
 
-    def __init__(self, final: Path, schema: pa.Schema):
+    def __init__(self, final: StoragePath, schema: pa.Schema):
         self.final = final
         self.schema = schema
         self.rows = 0
         final.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = temporary_path(final)
-        self._writer = pq.ParquetWriter(self._temporary, schema, **PARQUET_OPTIONS)
+        where, filesystem = arrow_location(self._temporary)
+        self._writer = pq.ParquetWriter(where, schema, filesystem=filesystem, **PARQUET_OPTIONS)
 
     def write(self, table: pa.Table) -> None:
         """Append rows; columns the schema has and the table lacks are written as nulls."""
@@ -69,7 +124,7 @@ class AtomicParquetWriter:
 
     def commit(self) -> None:
         self._writer.close()
-        os.replace(self._temporary, self.final)
+        replace(self._temporary, self.final)
 
     def abort(self) -> None:
         self._writer.close()

@@ -3,10 +3,11 @@ only the data pipeline installed."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.io.storage import StoragePath, storage_path
 
 
 class ModelSettings(BaseModel):
@@ -50,6 +51,7 @@ class TrainConfig(TrainingSettings):
     shards: str = Field(description="The shards folder (with manifest.json) of a pipeline run, or the run directory.")
     out_dir: str = Field(description="Checkpoint and log.jsonl go here; an existing checkpoint is resumed.")
 
-    def shards_dir(self) -> Path:
-        path = Path(self.shards)
+    def shards_dir(self) -> StoragePath:
+        """The shards folder named by `shards` (local, or on an object store: see token_shards.local_shards)."""
+        path = storage_path(self.shards)
         return path / "shards" if (path / "shards" / "manifest.json").exists() else path

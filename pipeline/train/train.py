@@ -12,9 +12,11 @@ utilisation against the GPU's bf16 dense peak.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,6 +24,9 @@ from pathlib import Path
 import torch
 
 from pipeline.config import apply_override, read_yaml_mapping, validated
+from pipeline.io.atomic import publish_file
+from pipeline.io.storage import StoragePath, local_copy, storage_path
+from pipeline.token_shards import local_shards
 from pipeline.train.data import TokenBlocks
 from pipeline.train.model import GPT, GPTConfig
 from pipeline.train.settings import TrainConfig
@@ -69,6 +74,30 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
+def _working_dir(out: StoragePath) -> Path:
+    """Where checkpoints are written: `out` itself when local. When `out` is on an object store, a local folder
+    that starts as a copy of what `out` holds (the store is the truth: a run resumed on another machine resumes
+    from there) and is pushed to `out` after every checkpoint."""
+    if isinstance(out, Path):
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    from pipeline.io.download import cache_base
+
+    local = cache_base() / "train" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    shutil.rmtree(local, ignore_errors=True)
+    local.mkdir(parents=True)
+    for name in (CHECKPOINT, LOG):
+        if (out / name).exists():
+            local_copy(out / name, local / name)
+    return local
+
+
+def _push(local: Path, out: StoragePath) -> None:
+    """The log, then the checkpoint: a checkpoint in the store always has its log up to its step (or beyond)."""
+    for name in (LOG, CHECKPOINT):
+        publish_file(local / name, out / name, keep_local=True)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, autocast, device: torch.device) -> float:
     """Mean validation loss over eval_batches fixed batches (the same ones at every evaluation)."""
@@ -92,10 +121,11 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    train_data = TokenBlocks(config.shards_dir(), "train", config.block_size, seed=config.seed)
-    val_data = TokenBlocks(config.shards_dir(), "validation", config.block_size, seed=config.seed)
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = local_shards(config.shards_dir())
+    train_data = TokenBlocks(shards, "train", config.block_size, seed=config.seed)
+    val_data = TokenBlocks(shards, "validation", config.block_size, seed=config.seed)
+    out = storage_path(config.out_dir)
+    out_dir = _working_dir(out)
     gpt_config = GPTConfig(vocab_size=train_data.vocab_size, block_size=config.block_size,
                            **config.model.model_dump())
     model = GPT(gpt_config).to(device)
@@ -162,8 +192,11 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
                 _save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "model_config": gpt_config.to_dict(), "train_config": config.model_dump(),
-                    "tokenizer": str((config.shards_dir() / train_data.manifest["tokenizer"]["path"]).resolve()),
+                    "tokenizer": str((shards / train_data.manifest["tokenizer"]["path"]).resolve()),
                     "eos_id": train_data.manifest["eos_id"], "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                 })
+                if out is not out_dir:
+                    log_file.flush()
+                    _push(out_dir, out)
     return figures

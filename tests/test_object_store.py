@@ -1,0 +1,170 @@
+"""A run directory on an object store: every worker writes its outputs there, global stages read and write there,
+and the trainer trains from there, with the same result as a run on local disk.
+
+The store is a real S3 server on 127.0.0.1 (moto's standalone server, started by the test), reached through
+pyarrow's own S3 client exactly as a cluster reaches S3 or MinIO: the run directory is
+`s3://bucket/...?endpoint_override=127.0.0.1:PORT&scheme=http`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, RunConfig, validated
+from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json, atomic_write_parquet
+from pipeline.io.storage import RemotePath, arrow_location, read_parquet, storage_path
+
+REPO = Path(__file__).resolve().parents[1]
+BUCKET = "pipeline-test"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_query():
+    """An S3 server on loopback with one bucket; yields the URI query that points pyarrow at it."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = {name: os.environ.get(name) for name in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the S3 server did not start"
+                time.sleep(0.2)
+        query = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1&allow_bucket_creation=true"
+        RemotePath(f"s3://{BUCKET}?{query}").mkdir()  # creates the bucket
+        yield query
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def s3(query: str, key: str) -> RemotePath:
+    return RemotePath(f"s3://{BUCKET}/{key}?{query}")
+
+
+def test_remote_paths_read_write_list_and_move(s3_query):
+    root = s3(s3_query, "paths")
+    assert isinstance(storage_path(str(root)), RemotePath) and storage_path(str(root)) == root
+    assert str(root / "a" / "b.json") == f"s3://{BUCKET}/paths/a/b.json?{s3_query}"  # options travel with children
+    assert (root / "a" / ".." / "c").path == f"{BUCKET}/paths/c"
+    assert (root / "a" / "b.json").parent == root / "a" and (root / "a" / "b.json").name == "b.json"
+    assert storage_path("file:///tmp/x") == Path("/tmp/x") and storage_path("runs/x") == Path("runs/x")
+
+    atomic_write_json(root / "a" / "b.json", {"x": 1})
+    assert json.loads((root / "a" / "b.json").read_text()) == {"x": 1}
+    atomic_write_parquet(root / "a" / "t.parquet", pa.table({"n": [1, 2, 3]}))
+    assert read_parquet(str(root / "a" / "t.parquet")).column("n").to_pylist() == [1, 2, 3]
+    assert [p.name for p in (root / "a").glob("*.parquet")] == ["t.parquet"]
+    assert [p.name for p in root.rglob("*.json")] == ["b.json"]
+    assert (root / "a" / "b.json").exists() and (root / "a").is_dir() and not (root / "nothing").exists()
+
+    # a writer that fails leaves nothing behind, under its final name or its temporary one
+    writer = AtomicParquetWriter(root / "a" / "failed.parquet", pa.schema([("n", pa.int64())]))
+    writer.write(pa.table({"n": [1]}))
+    writer.abort()
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["b.json", "t.parquet"]
+
+    (root / "a" / "b.json").unlink()
+    assert not (root / "a" / "b.json").exists()
+    (root / "a" / "b.json").unlink(missing_ok=True)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(root / "a")) == root / "a"  # Ray task arguments travel pickled
+
+
+def test_output_uri_must_be_a_storage_location():
+    base = {"name": "x", "input": {"paths": ["x.warc.gz"]}, "stages": ["extract"]}
+    with pytest.raises(ConfigError, match="output.*ftp://h/x: a run directory is a local path"):
+        validated(RunConfig, {**base, "output": "ftp://h/x"}, "config.yaml")
+
+
+def _run(config: Path, output: str, env: dict) -> subprocess.CompletedProcess:
+    completed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                                output], cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed
+
+
+def _ids(directory) -> list[str]:
+    where, filesystem = arrow_location(directory)
+    return sorted(ds.dataset(where, format="parquet", filesystem=filesystem).to_table(columns=["id"])
+                  .column("id").to_pylist())
+
+
+def _shard_files(shards) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(shards.iterdir()) if path.name != "_done.json"}
+
+
+@pytest.mark.slow
+def test_a_run_on_s3_equals_the_same_run_on_local_disk(tmp_path, warc_dir, s3_query):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "store", "input": {"paths": [str(warc_dir / "derived_real_html" / "*.warc.gz")]},
+        "stages": ["extract", "dedup", {"tokenizer": {"vocab_size": 1000}}, {"tokenize": {"shard_tokens": 100_000}},
+                   {"train": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32}, "block_size": 32,
+                              "batch_size": 4, "max_steps": 6, "warmup_steps": 2, "eval_interval": 3,
+                              "eval_batches": 2, "checkpoint_interval": 3, "device": "cpu"}}],
+        "rejects": True,
+    }))
+    env = {**os.environ, **CREDENTIALS, "RAY_USAGE_STATS_ENABLED": "0", "CCPIPELINE_CACHE": str(tmp_path / "cache")}
+    local = tmp_path / "local"
+    _run(config, str(local), env)
+    remote = s3(s3_query, "runs/store")
+    _run(config, str(remote), env)
+
+    assert _ids(remote / "documents") == _ids(local / "documents")
+    assert _ids(remote / "dedup" / "documents") == _ids(local / "dedup" / "documents")
+    assert _ids(remote / "rejects") == _ids(local / "rejects")
+    assert read_parquet(str(remote / "dedup" / "clusters.parquet")).equals(
+        read_parquet(str(local / "dedup" / "clusters.parquet")))
+    assert (remote / "tokenizer" / "tokenizer.model").read_bytes() == (local / "tokenizer" / "tokenizer.model").read_bytes()
+    assert _shard_files(remote / "shards") == _shard_files(local / "shards")  # byte-identical shards and manifest
+    remote_log = [json.loads(line) for line in (remote / "train" / "log.jsonl").read_text().splitlines()]
+    local_log = [json.loads(line) for line in (local / "train" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in remote_log] == list(range(1, 7))
+    assert [row["loss"] for row in remote_log] == pytest.approx([row["loss"] for row in local_log], rel=1e-5)
+    assert (remote / "train" / "checkpoint.pt").is_file()
+    summary = json.loads((remote / "stats" / "summary.json").read_text())
+    assert summary["accounting_problems"] == [] and summary["records_read"] > 800
+    assert remote.rglob(".*.tmp") == []  # every temporary name was renamed or removed
+
+    # resume on the store: a unit whose outputs were lost is redone, the others are not, and nothing changes
+    unit = sorted(p.name for p in (remote / "_done").glob("*.json"))[0].removesuffix(".json")
+    (remote / "_done" / f"{unit}.json").unlink()
+    (remote / "documents" / f"part-{unit}.parquet").unlink()
+    rerun = _run(config, str(remote), env)
+    units = len(list((remote / "_done").glob("*.json")))
+    assert f"{units} units, {units - 1} done earlier" in rerun.stdout
+    assert _ids(remote / "documents") == _ids(local / "documents")
+    assert _shard_files(remote / "shards") == _shard_files(local / "shards")
+    assert not (Path(REPO) / str(remote)).exists() and not any(Path(REPO).glob("s3:*"))  # nothing went to local disk
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
