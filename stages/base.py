@@ -10,7 +10,7 @@ failed. Stages know nothing about Ray, files or run directories.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, NamedTuple, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -33,11 +33,38 @@ class StageSetupError(Exception):
         self.message = message
 
 
+class Decision(NamedTuple):
+    """How one drop reason is decided: from which signal column, against which setting (None: `limit` is fixed),
+    dropped `below` or `above` it. For notebooks and the report: a histogram with its threshold line."""
+
+    signal: str
+    reason: str
+    setting: str | None
+    drop_when: str
+    limit: float | None = None
+
+
 class StageKind:
     """What every stage has: a name for configs, a settings model, and a driver-side set-up step."""
 
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]]
+    decisions: ClassVar[tuple[Decision, ...]] = ()
+
+    @classmethod
+    def signal_of(cls, reason: str) -> str | None:
+        """The signal column whose value decided a drop reason of this stage (None when no column did)."""
+        return next((decision.signal for decision in cls.decisions if decision.reason == reason), None)
+
+    @classmethod
+    def thresholds(cls, settings: dict) -> list[Decision]:
+        """The stage's decisions with their limits from its settings (a rule switched off by a null is left out)."""
+        found = []
+        for decision in cls.decisions:
+            limit = settings.get(decision.setting) if decision.setting else decision.limit
+            if limit is not None and not isinstance(limit, bool):
+                found.append(decision._replace(limit=float(limit)))
+        return found
 
     @classmethod
     def prepare(cls, config: StageConfig, workspace: Path) -> StageConfig:

@@ -17,7 +17,7 @@ from pydantic import Field
 from stages.fasttext_training import TrainingSettings, read_labelled_file, train_classifier
 from pipeline.models import ModelUnavailable, is_url, resolve_model
 from pipeline.schema import TEXT
-from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
+from stages.base import Decision, Stage, StageConfig, StageSetupError, set_columns, with_outcome
 from stages.fasttext_model import FastTextModel, fasttext_line
 
 
@@ -88,6 +88,7 @@ class ToxicityClassifier(FastTextClassifier):
     output_fields = (pa.field("toxicity_score", pa.float32()),)
     drop_above = True
     reason = "toxic"
+    decisions = (Decision("toxicity_score", "toxic", "threshold", "above"),)
 
 
 class QualityClassifier(FastTextClassifier):
@@ -97,3 +98,4 @@ class QualityClassifier(FastTextClassifier):
     output_fields = (pa.field("quality_score", pa.float32()),)
     drop_above = False
     reason = "low_quality"
+    decisions = (Decision("quality_score", "low_quality", "threshold", "below"),)

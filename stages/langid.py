@@ -14,7 +14,7 @@ from pydantic import Field
 
 from pipeline.models import LID176, ModelUnavailable, resolve_model
 from pipeline.schema import TEXT
-from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
+from stages.base import Decision, Stage, StageConfig, StageSetupError, set_columns, with_outcome
 from stages.fasttext_model import FastTextModel, fasttext_line
 
 
@@ -32,6 +32,7 @@ class LangId(Stage):
     name = "langid"
     Config = LangIdConfig
     output_fields = (pa.field("lang", pa.string()), pa.field("lang_score", pa.float32()))
+    decisions = (Decision("lang_score", "low_score", "min_score", "below"),)
 
     @classmethod
     def prepare(cls, config: LangIdConfig, workspace: Path) -> LangIdConfig:

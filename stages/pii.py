@@ -34,7 +34,7 @@ import regex
 from pydantic import Field, field_validator
 
 from pipeline.schema import TEXT
-from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
+from stages.base import Decision, Stage, StageConfig, StageSetupError, set_columns, with_outcome
 
 EntityName = Literal["email", "phone", "ip", "credit_card", "iban", "us_ssn"]
 
@@ -347,6 +347,7 @@ def redact(text: str, matches: list[Match], placeholders: dict[str, str]) -> str
 class Pii(Stage):
     name = "pii"
     Config = PiiConfig
+    decisions = (Decision(TOTAL_COLUMN, "too_much_pii", "max_pii", "above"),)
     output_fields = (
         pa.field(TEXT, pa.string()),
         *(pa.field(column, pa.int32()) for column in COUNT_COLUMNS.values()),

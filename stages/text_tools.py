@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.schema import TEXT
-from stages.base import Stage, StageConfig, set_columns, with_outcome
+from stages.base import Decision, Stage, StageConfig, set_columns, with_outcome
 
 # Unicode's Sentence_Terminal property (PropList.txt, Unicode 16): the characters that end a sentence in some script.
 SENTENCE_TERMINALS = frozenset(
@@ -464,6 +464,13 @@ class RuleStage(Stage):
     """
 
     rules: ClassVar[tuple[Rule, ...]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "rules" in cls.__dict__:  # each numeric rule is a decision on its `<stage>_<signal>` column
+            cls.decisions = tuple(Decision(f"{cls.name}_{rule.signal}", rule.reason or rule.signal, rule.setting,
+                                           rule.drop_when, rule.fixed_limit if rule.setting is None else None)
+                                  for rule in cls.rules if rule.drop_when != "present")
 
     def __init__(self, config: StageConfig):
         super().__init__(config)

@@ -14,7 +14,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.schema import TEXT
-from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
+from stages.base import Decision, Stage, StageConfig, StageSetupError, set_columns, with_outcome
 
 _WORD = re.compile(r"\w+")
 
@@ -71,6 +71,7 @@ class ToxicWords(Stage):
     name = "toxic_words"
     Config = ToxicWordsConfig
     output_fields = (pa.field("toxic_words_count", pa.int32()),)
+    decisions = (Decision("toxic_words_count", "toxic_words", "max_matches", "above"),)
 
     @classmethod
     def prepare(cls, config: ToxicWordsConfig, workspace: Path) -> ToxicWordsConfig:
