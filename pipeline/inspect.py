@@ -108,8 +108,8 @@ class Run:
 
         Big runs are sampled: whole parts, chosen by a seeded hash of their names, until max_rows rows."""
         frames = []
-        for outcome, parts in (("kept", self.parquet_paths()["documents"]),
-                               ("not kept", self.parquet_paths()["rejects"])):
+        paths = self.parquet_paths()
+        for outcome, parts in (("kept", paths["documents"]), ("not kept", paths["rejects"])):
             chosen = _sample_parts(parts, max_rows, seed)
             if not chosen:
                 continue
@@ -127,7 +127,8 @@ class Run:
 
     def signal_columns(self) -> list[str]:
         """The numeric per-document signals the run's stages wrote (scores, counts, ratios)."""
-        parts = self.parquet_paths()["documents"] or self.parquet_paths()["rejects"]
+        paths = self.parquet_paths()
+        parts = paths["documents"] or paths["rejects"]
         if not parts:
             return []
         schema = parquet_file(parts[0]).schema_arrow
@@ -173,8 +174,8 @@ class Run:
 
     def _value_counts(self, column: str) -> pd.DataFrame:
         counts = {}
-        for name, parts in (("kept", self.parquet_paths()["documents"]),
-                            ("dropped", self.parquet_paths()["rejects"])):
+        paths = self.parquet_paths()
+        for name, parts in (("kept", paths["documents"]), ("dropped", paths["rejects"])):
             if parts and column in parquet_file(parts[0]).schema_arrow.names:
                 values = _read_columns(parts, include=[column]).column(column).to_pandas()
                 counts[name] = values.fillna("(none)").value_counts()
