@@ -2,6 +2,7 @@
 
     pipeline run --config FILE [--set key.path=value ...] [--output DIR] [--address RAY_ADDRESS] [--overwrite]
     pipeline stats RUN_DIR
+    pipeline report RUN_DIR [--output FILE] [--max-rows N]
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
     pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
     pipeline fetch-models
@@ -38,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="print a run's funnel: read, kept, dropped by reason, failed, time")
     stats.add_argument("run_dir")
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a run (plots embedded)")
+    report.add_argument("run_dir")
+    report.add_argument("--output", help="HTML file to write (default: RUN_DIR/report.html)")
+    report.add_argument("--max-rows", type=int, default=200_000,
+                        help="most documents read for the signal histograms (whole parts, seeded; default 200000)")
 
     train = commands.add_parser(
         "train-classifier",
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "stats":
         return _stats(args.run_dir)
+    if args.command == "report":
+        return _report(args)
     if args.command == "train-classifier":
         return _train_classifier(args)
     if args.command == "fetch-models":
@@ -216,6 +225,16 @@ def _stats(run_dir: str) -> int:
         print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     return 0
 
+
+def _report(args: argparse.Namespace) -> int:
+    from pipeline.report import write_report
+
+    try:
+        written = write_report(args.run_dir, args.output, max_rows=args.max_rows)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    print(written)
+    return 0
 
 
 def _tokenizer(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@
     run.reasons()                # per stage and reason: count and share of the stage's input
     run.signals()                # per document (sampled for big runs): every signal column, outcome, reason
     run.sample("low_quality")    # documents dropped for a reason, with URL and the signal value that did it
-    run.languages(), run.domains(), run.clusters(), run.cluster_sizes(), run.shards(), run.units()
+    run.languages(), run.domains(), run.clusters(), run.cluster_sizes(), run.shards(), run.training(), run.units()
     run.parquet_paths()          # the files themselves, for polars / duckdb
 
 Every number comes from the run's own files: the counts from stats/ (merged from the per-unit completion markers,
@@ -210,6 +210,16 @@ class Run:
         return pd.DataFrame([{"split": split, "name": shard["name"], "documents": shard["documents"],
                               "tokens": shard["tokens"]}
                              for split, values in manifest["splits"].items() for shard in values["shards"]])
+
+    def training(self) -> pd.DataFrame:
+        """The trainer's log, one row per step: loss, lr, tokens/s, grad_norm (mfu on CUDA), and val_loss /
+        val_perplexity on evaluation steps (train/log.jsonl; empty when the run did not train)."""
+        log = self.run_dir.train / "log.jsonl"
+        if not log.exists():
+            return pd.DataFrame(columns=["step", "loss", "val_loss"])
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        # A resumed training run appends: the last line written for a step is the one its checkpoint continued.
+        return pd.DataFrame(rows).drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
 
 def _sample_parts(parts: list[str], max_rows: int, seed: int) -> list[str]:

@@ -87,6 +87,11 @@ class RunDir:
     def stats(self) -> StoragePath:
         return self.root / "stats"
 
+    @property
+    def train(self) -> StoragePath:
+        """The trainer's checkpoint.pt, log.jsonl (one line per step) and _done.json."""
+        return self.root / "train"
+
     def document_part(self, unit_id: str) -> StoragePath:
         return self.documents / f"part-{unit_id}.parquet"
 

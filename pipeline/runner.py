@@ -189,12 +189,12 @@ def _run_train(settings, run: RunDir, show_progress: bool) -> None:
     from pipeline.train.train import train
 
     started = time.monotonic()
-    config = TrainConfig(**settings.model_dump(), shards=str(run.shards), out_dir=str(run.root / "train"))
+    config = TrainConfig(**settings.model_dump(), shards=str(run.shards), out_dir=str(run.train))
     figures = train(config, log=(lambda line: print(f"  train {line}", flush=True)) if show_progress else
                     (lambda line: None))
     documents = json.loads((run.shards / "manifest.json").read_text())["documents"]
     tally = StageTally("train", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
-    atomic_write_json(run.root / "train" / "_done.json", {"stage": tally.to_dict(), "final": figures})
+    atomic_write_json(run.train / "_done.json", {"stage": tally.to_dict(), "final": figures})
 
 
 def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False) -> None:
@@ -414,7 +414,7 @@ def print_result(result: RunResult) -> None:
         print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     if result.failed_units:
         print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")
-    done = RunDir(result.run_dir).root / "train" / "_done.json"
+    done = RunDir(result.run_dir).train / "_done.json"
     if done.exists():
         final = json.loads(done.read_text())["final"]
         if final.get("val_loss") is not None:

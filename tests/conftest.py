@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,19 @@ def english_words(data_dir: Path) -> list[str]:
             if member.endswith(".txt"):
                 words += archive.read(member).decode("utf-8", "replace").split()
     return words
+
+
+def pipeline_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The `pipeline` command in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`pipeline run --config configs/quickstart.yaml` once per session (every stage, offline), for the tests
+    of its output, of the report and of the example notebook."""
+    output = tmp_path_factory.mktemp("quickstart") / "run"
+    completed = pipeline_cli("run", "--config", "configs/quickstart.yaml", "--output", str(output), "--quiet")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return output, completed

@@ -157,6 +157,14 @@ def test_a_run_on_s3_equals_the_same_run_on_local_disk(tmp_path, warc_dir, s3_qu
     assert summary["accounting_problems"] == [] and summary["records_read"] > 800
     assert remote.rglob(".*.tmp") == []  # every temporary name was renamed or removed
 
+    # the notebook API and the report read the run where it is
+    reported = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", str(remote)], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, env=env)
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    page = (remote / "report.html").read_text()
+    assert page.count("<img class='plot'") >= 5 and "alt='training loss'" in page
+    assert f"<b>{summary['documents']:,}</b><span>documents kept" in page
+
     # resume on the store: a unit whose outputs were lost is redone, the others are not, and nothing changes
     unit = sorted(p.name for p in (remote / "_done").glob("*.json"))[0].removesuffix(".json")
     (remote / "_done" / f"{unit}.json").unlink()

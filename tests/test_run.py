@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +15,7 @@ from pipeline.run_dir import RunDirConflict
 from pipeline.runner import run_pipeline
 from pipeline.stats import accounting_problems
 
-from conftest import REPO
+from conftest import pipeline_cli
 
 pytestmark = pytest.mark.slow
 
@@ -192,9 +189,7 @@ def test_a_run_directory_is_not_mixed_with_another_config(tmp_path, data_dir, lo
         run(tmp_path, inputs, stages=[{"extract": {"favor": "recall"}}])
 
 
-def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+cli = pipeline_cli
 
 
 def test_a_config_error_exits_2_with_one_clear_line(tmp_path):
@@ -207,10 +202,8 @@ def test_a_config_error_exits_2_with_one_clear_line(tmp_path):
     assert str(bad) in lines[0] and "input.paths" in lines[0] and "stages[0].extract.favor" in lines[0]
 
 
-def test_quickstart_runs_offline_and_its_output_reads_back(tmp_path):
-    output = tmp_path / "quickstart"
-    completed = cli("run", "--config", "configs/quickstart.yaml", "--output", str(output), "--quiet")
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+def test_quickstart_runs_offline_and_its_output_reads_back(quickstart_run):
+    output, completed = quickstart_run
     assert "documents in" in completed.stdout
     summary = json.loads((output / "stats" / "summary.json").read_text())
     assert summary["output"] == str(output / "dedup" / "documents")  # the last stage is dedup
