@@ -1,48 +1,95 @@
-"""HTML to main text with trafilatura, one killable child process per worker.
+"""HTML to main text with trafilatura or resiliparse, one killable child process per worker.
 
 Rows that already hold text (WET conversions, JSONL/Parquet corpora) pass through untouched. An HTML row gets its
-`text` and the `charset` it was decoded with, or is dropped as `no_text` when trafilatura finds no main content
+`text` and the `charset` it was decoded with, or is dropped as `no_text` when the extractor finds no main content
 (navigation-only pages, empty shells), or fails as `extract_timeout` / `extract_crashed` / the exception's name.
+Both engines get the same decoded text (stages/decode.py) and run under the same sandbox and time limit; only the
+HTML-to-text step differs. `python scripts/bench_extractors.py` compares them for speed and quality.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Callable, Literal
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.schema import CHARSET, HTML, TEXT
-from stages.base import Stage, StageConfig, set_columns, with_outcome
+from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
 from stages.sandbox import Sandbox, SandboxCrash, SandboxError, SandboxTimeout
+
+# How to get an engine that is not installed (trafilatura is a core dependency, resiliparse an extra).
+_INSTALL = {
+    "trafilatura": "pip install -e . (trafilatura is a core dependency)",
+    "resiliparse": "pip install resiliparse==2.0.1, or pip install -e '.[resiliparse]'",
+}
 
 
 class ExtractConfig(StageConfig):
-    """trafilatura settings (https://trafilatura.readthedocs.io/en/latest/usage-python.html)."""
+    """Extractor settings. trafilatura: https://trafilatura.readthedocs.io/en/latest/usage-python.html;
+    resiliparse: https://resiliparse.chatnoir.eu/en/latest/man/extract/html2text.html."""
 
+    engine: Literal["trafilatura", "resiliparse"] = Field(
+        "trafilatura",
+        description="trafilatura: the cleaner text (FineWeb's extractor). resiliparse: a native HTML parser "
+        "(Lexbor) with simple main-content rules, 6-8x faster but keeping more boilerplate (on "
+        "trafilatura's evaluation snippets, precision 0.80 against 0.92, recall 0.94 against 0.89: README, "
+        "Performance); it needs pip install resiliparse==2.0.1. favor, include_tables and include_comments apply "
+        "to both engines, fallback to trafilatura only.",
+    )
     favor: Literal["precision", "balanced", "recall"] = Field(
-        "precision", description="precision: less text, less boilerplate (FineWeb's choice); recall: more text."
+        "precision",
+        description="precision: less text, less boilerplate (FineWeb's choice); recall: more text. resiliparse: "
+        "precision leaves out post metadata (dates, authors) and image alt texts, balanced keeps the metadata, "
+        "recall both.",
     )
     include_tables: bool = Field(True, description="Keep text inside <table> elements.")
     include_comments: bool = Field(False, description="Keep user comments below articles.")
     fallback: bool = Field(
         False,
-        description="When trafilatura's own result looks poor, also run readability and jusText and keep the "
-        "best. Better recall on odd layouts, about 1.5x slower.",
+        description="trafilatura only: when its own result looks poor, also run readability and jusText and keep "
+        "the best. Better recall on odd layouts, about 1.5x slower.",
     )
     time_limit_s: float = Field(5.0, gt=0, description="Per-document limit; a page over it is failed as a timeout.")
     min_chars: int = Field(1, ge=1, description="Extracted text shorter than this is dropped as no_text.")
 
+    @model_validator(mode="after")
+    def _fallback_is_trafilatura_only(self) -> ExtractConfig:
+        if self.fallback and self.engine != "trafilatura":
+            raise ValueError(f"fallback runs trafilatura's own fallbacks; it does not apply to engine {self.engine!r}")
+        return self
 
-def make_extractor(favor: str, include_tables: bool, include_comments: bool, fallback: bool) -> Callable:
-    """Build the per-document function (runs in the sandbox child, where trafilatura is imported)."""
-    import trafilatura
+    def extractor_options(self) -> dict:
+        """make_extractor's keyword arguments for these settings."""
+        return self.model_dump(include={"engine", "favor", "include_tables", "include_comments", "fallback"})
 
+
+def make_extractor(
+    favor: str, include_tables: bool, include_comments: bool, fallback: bool, engine: str = "trafilatura"
+) -> Callable:
+    """Build the per-document function (runs in the sandbox child, where the engine is imported):
+    (payload, declared charset, url) -> (text or None, encoding the payload was decoded with)."""
     from stages.decode import decode_html
+
+    try:
+        main_text = _MAIN_TEXT[engine](favor, include_tables, include_comments, fallback)
+    except ImportError as exc:
+        raise ImportError(f"{exc}; engine {engine!r} needs: {_INSTALL[engine]}") from exc
 
     def extract(payload: bytes, declared_charset: str | None, url: str | None) -> tuple[str | None, str]:
         html, encoding = decode_html(payload, declared_charset)
-        text = trafilatura.extract(
+        return main_text(html, url), encoding
+
+    return extract
+
+
+def _trafilatura(favor: str, include_tables: bool, include_comments: bool, fallback: bool) -> Callable:
+    import trafilatura
+
+    def main_text(html: str, url: str | None) -> str | None:
+        return trafilatura.extract(
             html,
             url=url,
             fast=not fallback,
@@ -53,9 +100,29 @@ def make_extractor(favor: str, include_tables: bool, include_comments: bool, fal
             deduplicate=False,  # trafilatura's cache is order-dependent: results would differ between runs
             output_format="txt",
         )
-        return text, encoding
 
-    return extract
+    return main_text
+
+
+def _resiliparse(favor: str, include_tables: bool, include_comments: bool, fallback: bool) -> Callable:
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    options = {
+        "main_content": True,
+        "comments": include_comments,
+        "post_meta": favor != "precision",
+        "alt_texts": favor == "recall",
+        "skip_elements": None if include_tables else ["table"],  # None: resiliparse's own skips only
+    }
+
+    def main_text(html: str, url: str | None) -> str | None:
+        return extract_plain_text(HTMLTree.parse(html), **options)
+
+    return main_text
+
+
+_MAIN_TEXT = {"trafilatura": _trafilatura, "resiliparse": _resiliparse}
 
 
 class Extract(Stage):
@@ -66,16 +133,16 @@ class Extract(Stage):
     def __init__(self, config: ExtractConfig):
         super().__init__(config)
         self._sandbox = Sandbox(
-            "stages.extract:make_extractor",
-            {
-                "favor": config.favor,
-                "include_tables": config.include_tables,
-                "include_comments": config.include_comments,
-                "fallback": config.fallback,
-            },
-            time_limit_s=config.time_limit_s,
+            "stages.extract:make_extractor", config.extractor_options(), time_limit_s=config.time_limit_s
         )
-        self._sandbox.start()  # trafilatura loads in the child while the worker gets its first unit
+        self._sandbox.start()  # the engine loads in the child while the worker gets its first unit
+
+    @classmethod
+    def prepare(cls, config: ExtractConfig, workspace: Path) -> ExtractConfig:
+        """An engine that is not installed stops the run before any work, not at each worker's first page."""
+        if importlib.util.find_spec(config.engine) is None:
+            raise StageSetupError("engine", f"{config.engine} is not installed: {_INSTALL[config.engine]}")
+        return config
 
     def process(self, docs: pa.Table) -> pa.Table:
         payloads = docs.column(HTML).to_pylist()
