@@ -115,7 +115,8 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": platform.python_version()}
-    for package in ("ccpipeline", "ray", "pyarrow", "trafilatura", "warcio", "lxml", "pydantic"):
+    for package in ("ccpipeline", "ray", "pyarrow", "trafilatura", "resiliparse", "warcio", "lxml", "pydantic",
+                    "fasttext-wheel", "presidio-analyzer", "sentencepiece"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from process_tree import TreeMonitor, pss_bytes  # noqa: E402
 
 SHARDS = 16
 
@@ -69,60 +70,6 @@ def generate_corpus(directory: Path, documents: int, seed: int = 0) -> dict[str,
     return planted
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        found.append(pid)
-        frontier.extend(children.get(pid, []))
-    return found
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class PeakMemory:
-    """Samples the PSS of this process and all its descendants (Ray's processes included) in a thread."""
-
-    def __init__(self, interval_s: float = 0.2):
-        self.interval_s = interval_s
-        self.peak_tree = 0
-        self.peak_driver = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            me = os.getpid()
-            self.peak_tree = max(self.peak_tree, sum(_pss_bytes(pid) for pid in _descendants(me)))
-            self.peak_driver = max(self.peak_driver, _pss_bytes(me))
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def end_to_end(documents: int, workdir: Path) -> dict:
     from pipeline.config import RunConfig
     from pipeline.runner import run_pipeline
@@ -137,8 +84,8 @@ def end_to_end(documents: int, workdir: Path) -> dict:
         "name": "bench-dedup", "output": str(workdir / "run"), "stages": ["dedup"],
         "input": {"paths": [str(workdir / "corpus" / "*.parquet")]},
     })
-    driver_before = _pss_bytes(os.getpid())
-    with PeakMemory() as memory:
+    driver_before = pss_bytes(os.getpid())
+    with TreeMonitor() as memory:
         started = time.perf_counter()
         result = run_pipeline(config, show_progress=False)
         seconds = time.perf_counter() - started
@@ -147,7 +94,7 @@ def end_to_end(documents: int, workdir: Path) -> dict:
         "documents": documents, "seconds": round(seconds, 1), "docs_per_s": round(documents / seconds),
         "dedup_stage_seconds": round(dedup.seconds, 1), "removed": dict(dedup.dropped),
         "planted": planted, "peak_pss_tree_gib": round(memory.peak_tree / 2**30, 2),
-        "peak_pss_driver_gib": round(memory.peak_driver / 2**30, 2),
+        "peak_pss_driver_gib": round(memory.peak_root / 2**30, 2),
         "driver_before_gib": round(driver_before / 2**30, 2),
     }
     print(f"end to end: {documents:,} documents in {seconds:.0f} s = {figures['docs_per_s']:,} docs/s "
