@@ -55,15 +55,13 @@ import pyarrow.dataset as ds
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_datatrove import datatrove_specs  # noqa: E402
+from compare_datatrove import datatrove_python, datatrove_specs  # noqa: E402
 from process_tree import TreeMonitor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 PAGES = DATA / "warc" / "derived_real_html" / "*.warc.gz"
 LID_MODEL = DATA / "models" / "lid176" / "lid.176.ftz"
-DATATROVE = "datatrove[io,processing]==0.10.1"
-DATATROVE_EXTRAS = ["spacy==3.8.18"]
 
 FILTER_DRIVER = '''
 import json, sys
@@ -164,22 +162,6 @@ def build_benchmark_crawl(directory: Path, records: int, files: int, seed: int =
     for stream in streams:
         stream.close()
     return len(order)
-
-
-def datatrove_python(venv: Path) -> Path:
-    """The throwaway virtualenv's python, with datatrove 0.10.1 (created on first use, about a minute)."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import importlib.metadata as m, magic, spacy; "
-             "assert m.version('datatrove') == '0.10.1'"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(f"creating {venv} with {DATATROVE}", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + ["-U", "pip"], check=True)
-    subprocess.run(pip + [DATATROVE, *DATATROVE_EXTRAS], check=True)
-    subprocess.run(check, check=True)
-    return python
 
 
 def measure(command: list[str], env: dict | None = None, memory: bool = False) -> Measured:

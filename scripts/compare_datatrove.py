@@ -37,7 +37,7 @@ from stages.gopher_quality import GopherQuality  # noqa: E402
 from stages.gopher_repetition import GopherRepetition  # noqa: E402
 from stages.text_tools import Rule, RuleStage, decide, forget_words  # noqa: E402
 
-DATATROVE = "datatrove[processing]==0.10.1"
+DATATROVE = "datatrove[io,processing]==0.10.1"  # io: the WARC reader of scripts/bench_vs_datatrove.py
 DATATROVE_EXTRAS = ["spacy==3.8.18", "lxml_html_clean"]
 TARGET = 97.0
 
@@ -188,7 +188,8 @@ def datatrove_specs() -> tuple[dict[str, dict], dict[str, list[tuple[str, list[R
 def datatrove_python(venv: Path) -> Path:
     """The throwaway virtualenv's python, with datatrove 0.10.1 installed (created on first use)."""
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import importlib.metadata as m, spacy; assert m.version('datatrove') == '0.10.1'"]
+    check = [str(python), "-c", "import importlib.metadata as m, magic, spacy; "
+             "assert m.version('datatrove') == '0.10.1'"]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"creating {venv} with {DATATROVE} (about a minute)", flush=True)
