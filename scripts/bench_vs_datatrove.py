@@ -17,6 +17,9 @@
 3. MinHash deduplication of the documents our filtering kept (written as JSONL.gz, the same files for both):
    (a) datatrove's four MinHash steps (signatures, buckets, clusters, filter), 5-grams, 14 bands x 8 rows,
    (b) ours: `pipeline run` with only the dedup stage, same shingles, bands and rows.
+   That is about 1,200 documents, where start-up decides; so the same again on `--dedup-documents` (100,000)
+   documents generated as in scripts/bench_dedup.py (real words, 10% near and 3% exact copies planted), in 16
+   Parquet files, compared by id.
 
 For each: records (or documents) per second end to end, CPU seconds per 1,000 records (user + system of every
 process of the tree, sampled from /proc), peak memory of the whole tree (PSS, shared pages counted once), documents
@@ -29,7 +32,8 @@ formatter masks e-mails and IPs with two regexes where our pii stage finds six e
 context; its MinHash normalisation also strips diacritics.
 
     python scripts/bench_vs_datatrove.py [--records N] [--files N] [--workers N] [--repeat N] [--languages en ...]
-                                         [--venv DIR] [--keep DIR] [--skip-dedup] [--json PATH]
+                                         [--venv DIR] [--keep DIR] [--skip-dedup] [--dedup-documents N]
+                                         [--json PATH]
 Needs libmagic (Debian: libmagic1) for datatrove's WARC reader.
 """
 
@@ -94,16 +98,18 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
                                       MinhashDedupSignature)
 from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
+
+Reader = ParquetReader if spec["format"] == "parquet" else JsonlReader
 
 if __name__ == "__main__":  # datatrove's workers start by forkserver and import this file again
     config = MinhashConfig(n_grams=spec["ngram"], num_buckets=spec["bands"], hashes_per_bucket=spec["rows"],
                            seed=spec["seed"], hash_config=HashConfig(precision=64))
     work, tasks, workers = spec["work"], spec["tasks"], spec["workers"]
     signatures = LocalPipelineExecutor(
-        [JsonlReader(spec["input"]), MinhashDedupSignature(output_folder=f"{work}/signatures", config=config)],
+        [Reader(spec["input"]), MinhashDedupSignature(output_folder=f"{work}/signatures", config=config)],
         tasks=tasks, workers=workers, logging_dir=f"{work}/logs/signatures")
     buckets = LocalPipelineExecutor(
         [MinhashDedupBuckets(input_folder=f"{work}/signatures", output_folder=f"{work}/buckets", config=config)],
@@ -112,7 +118,7 @@ if __name__ == "__main__":  # datatrove's workers start by forkserver and import
         [MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove_ids", config=config)],
         tasks=1, logging_dir=f"{work}/logs/clusters", depends=buckets)
     kept = LocalPipelineExecutor(
-        [JsonlReader(spec["input"]), MinhashDedupFilter(input_folder=f"{work}/remove_ids"), JsonlWriter(spec["output"])],
+        [Reader(spec["input"]), MinhashDedupFilter(input_folder=f"{work}/remove_ids"), JsonlWriter(spec["output"])],
         tasks=tasks, workers=workers, logging_dir=f"{work}/logs/filter", depends=clusters)
     kept.run()
 '''
@@ -213,16 +219,18 @@ def fastest_of(repeat: int, *sides: tuple[list[str], dict, list]) -> list[Measur
     return best
 
 
-def jsonl_urls(directory: Path) -> list[str]:
-    urls = []
+def jsonl_column(directory: Path, key: str) -> list[str]:
+    """A field of every document datatrove wrote (id at the top, the rest under metadata)."""
+    values = []
     for path in sorted(directory.glob("*.jsonl.gz")):
         with gzip.open(path, "rt") as lines:
-            urls += [json.loads(line)["metadata"]["url"] for line in lines if line.strip()]
-    return urls
+            rows = [json.loads(line) for line in lines if line.strip()]
+        values += [row[key] if key == "id" else row["metadata"][key] for row in rows]
+    return values
 
 
-def parquet_urls(directory: Path) -> list[str]:
-    return ds.dataset(str(directory), format="parquet").to_table(columns=["url"]).column("url").to_pylist()
+def parquet_column(directory: Path, key: str) -> list[str]:
+    return ds.dataset(str(directory), format="parquet").to_table(columns=[key]).column(key).to_pylist()
 
 
 def overlap(ours: list[str], theirs: list[str]) -> dict:
@@ -248,16 +256,16 @@ def filtering(args: argparse.Namespace, python: Path, work: Path, crawl: Path, r
                    "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"],
         "ray": {"workers": args.workers},
     }, work, "ours_filter"))
-    our_urls, their_urls = parquet_urls(work / "ours" / "documents"), jsonl_urls(work / "datatrove-out")
+    our_urls, their_urls = parquet_column(work / "ours" / "documents", "url"), jsonl_column(work / "datatrove-out", "url")
     summary = json.loads((work / "ours" / "stats" / "summary.json").read_text())
     assert summary["records_read"] >= records, summary["records_read"]
     return {"records": records, "files": files, "workers": args.workers,
             "datatrove": _figures(theirs, records, len(their_urls)),
-            "ours": _figures(ours, records, len(our_urls)), "kept_urls": overlap(our_urls, their_urls)}
+            "ours": _figures(ours, records, len(our_urls)), "kept": overlap(our_urls, their_urls), "key": "url"}
 
 
-def dedup(args: argparse.Namespace, python: Path, work: Path) -> dict:
-    """Both MinHash deduplications on the documents our filtering kept."""
+def dedup_kept(args: argparse.Namespace, python: Path, work: Path) -> dict:
+    """Both MinHash deduplications on the documents our filtering kept (as JSONL.gz), compared by URL."""
     corpus = work / "dedup-input"
     corpus.mkdir()
     table = ds.dataset(str(work / "ours" / "documents"), format="parquet").to_table(columns=["id", "url", "text"])
@@ -267,22 +275,42 @@ def dedup(args: argparse.Namespace, python: Path, work: Path) -> dict:
         with gzip.open(corpus / f"kept-{shard:05d}.jsonl.gz", "wt") as out:
             for row in rows[shard::shards]:
                 out.write(json.dumps(row) + "\n")
-    documents = len(rows)
+    return minhash_pair(args, python, work, "kept", corpus, "jsonl", len(rows), shards, key="url")
+
+
+def dedup_generated(args: argparse.Namespace, python: Path, work: Path) -> dict:
+    """Both MinHash deduplications at a size where throughput, not start-up, decides: scripts/bench_dedup.py's
+    generated documents (real words, 10% near and 3% exact copies planted) in 16 Parquet files, compared by id."""
+    from bench_dedup import SHARDS, generate_corpus
+
+    planted = generate_corpus(work / "generated", args.dedup_documents)
+    print(f"generated {args.dedup_documents:,} documents ({planted['near']:,} near and {planted['exact']:,} exact "
+          "copies planted)", flush=True)
+    figures = minhash_pair(args, python, work, "generated", work / "generated", "parquet", args.dedup_documents,
+                           SHARDS, key="id")
+    return {**figures, "planted": planted}
+
+
+def minhash_pair(args: argparse.Namespace, python: Path, work: Path, name: str, corpus: Path, fmt: str,
+                 documents: int, shards: int, key: str) -> dict:
+    """datatrove's four MinHash steps and our dedup stage on the same files: 5-grams, 14 bands x 8 rows."""
     print(f"MinHash dedup of {documents:,} documents in {shards} files", flush=True)
+    pattern = "*.parquet" if fmt == "parquet" else "*.jsonl.gz"
     theirs, ours = fastest_of(args.repeat, datatrove_command(python, MINHASH_DRIVER, {
-        "input": str(corpus), "output": str(work / "datatrove-dedup"), "work": str(work / "datatrove-minhash"),
-        "ngram": 5, "bands": 14, "rows": 8, "seed": 1, "tasks": shards, "workers": args.workers,
-    }, work, "datatrove_minhash"), our_command({
-        "name": "bench-vs-datatrove-dedup", "output": str(work / "ours-dedup"),
-        "input": {"paths": [str(corpus / "*.jsonl.gz")], "fields": {"text": "text", "id": "id", "url": "url"}},
+        "input": str(corpus), "format": fmt, "output": str(work / f"datatrove-dedup-{name}"),
+        "work": str(work / f"datatrove-minhash-{name}"), "ngram": 5, "bands": 14, "rows": 8, "seed": 1,
+        "tasks": shards, "workers": args.workers,
+    }, work, f"datatrove_minhash_{name}"), our_command({
+        "name": f"bench-vs-datatrove-dedup-{name}", "output": str(work / f"ours-dedup-{name}"),
+        "input": {"paths": [str(corpus / pattern)], "fields": {"text": "text", "id": "id", "url": "url"}},
         "stages": [{"dedup": {"minhash": {"ngram": 5, "bands": 14, "rows": 8, "seed": 1,
                                           "normalization": {"mask_digits": True}}}}],
         "ray": {"workers": args.workers},
-    }, work, "ours_dedup"))
-    our_urls = parquet_urls(work / "ours-dedup" / "dedup" / "documents")
-    their_urls = jsonl_urls(work / "datatrove-dedup")
-    return {"documents": documents, "files": shards, "datatrove": _figures(theirs, documents, len(their_urls)),
-            "ours": _figures(ours, documents, len(our_urls)), "kept_urls": overlap(our_urls, their_urls)}
+    }, work, f"ours_dedup_{name}"))
+    our_keys = parquet_column(work / f"ours-dedup-{name}" / "dedup" / "documents", key)
+    their_keys = jsonl_column(work / f"datatrove-dedup-{name}", key)
+    return {"documents": documents, "files": shards, "datatrove": _figures(theirs, documents, len(their_keys)),
+            "ours": _figures(ours, documents, len(our_keys)), "kept": overlap(our_keys, their_keys), "key": key}
 
 
 def _figures(measured: Measured, records: int, kept: int) -> dict:
@@ -300,8 +328,8 @@ def print_table(title: str, unit: str, figures: dict) -> None:
     for label, key, fmt in rows:
         ratio = ours[key] / theirs[key] if theirs[key] else float("nan")
         print(f"{label:28}{format(theirs[key], fmt):>18}{format(ours[key], fmt):>14}{ratio:>17.2f}x")
-    shared = figures["kept_urls"]
-    print(f"kept URLs: {shared['both']:,} kept by both, {shared['only_ours']:,} only by ours, "
+    shared = figures["kept"]
+    print(f"kept {figures['key']}s: {shared['both']:,} kept by both, {shared['only_ours']:,} only by ours, "
           f"{shared['only_datatrove']:,} only by datatrove (Jaccard {shared['jaccard']:.3f})")
 
 
@@ -315,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--venv", default=str(Path(tempfile.gettempdir()) / "datatrove-0.10.1-venv"))
     parser.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
     parser.add_argument("--skip-dedup", action="store_true")
+    parser.add_argument("--dedup-documents", type=int, default=100_000,
+                        help="also deduplicate this many generated documents (0: not)")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
 
@@ -327,9 +357,13 @@ def main(argv: list[str] | None = None) -> dict:
         print_table(f"Filtering: {records:,} WARC records, {args.workers} workers each", "records",
                     figures["filtering"])
         if not args.skip_dedup:
-            figures["dedup"] = dedup(args, python, work)
-            print_table(f"MinHash dedup: {figures['dedup']['documents']:,} documents", "documents",
-                        figures["dedup"])
+            figures["dedup_kept"] = dedup_kept(args, python, work)
+            print_table(f"MinHash dedup of the kept documents: {figures['dedup_kept']['documents']:,}", "documents",
+                        figures["dedup_kept"])
+        if not args.skip_dedup and args.dedup_documents:
+            figures["dedup_generated"] = dedup_generated(args, python, work)
+            print_table(f"MinHash dedup of {args.dedup_documents:,} generated documents", "documents",
+                        figures["dedup_generated"])
     print("\nNot the same on both sides: trafilatura 1.11 (datatrove pins < 1.12) vs 2.x here; PII: datatrove masks "
           "e-mails and IPs by regex, ours six entity types with checksums and context; MinHash: datatrove also "
           "strips diacritics before shingling.")
