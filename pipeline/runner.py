@@ -87,16 +87,16 @@ class ProgressBoard:
 class RayUnitWorker:
     """The Ray Data callable: one per actor; processes the units of each batch it is given."""
 
-    def __init__(self, config: dict, run_dir: str, board: "ray.actor.ActorHandle"):
+    def __init__(self, config: dict, run_dir: str, board: "ray.actor.ActorHandle | None"):
         self.worker = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir))
-        self.board = board
+        self.report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
 
     def __call__(self, batch: dict) -> dict:
         unit_ids, errors = [], []
         for encoded in batch["unit"]:
             unit = Unit.from_dict(json.loads(str(encoded)))
             try:
-                self.worker.process(unit, report=lambda unit_id, stages: self.board.report.remote(unit_id, stages))
+                self.worker.process(unit, report=self.report)
                 errors.append("")
             except Exception as exc:  # one broken unit must not stop the others; it is reported by name
                 errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
@@ -320,7 +320,8 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
     requests = {"num_cpus": per_worker}
     if settings.get("memory_mb_per_worker"):
         requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
-    board = ProgressBoard.remote()
+    # The board only feeds the progress line: without one, no actor (a process) and no call per batch.
+    board = ProgressBoard.remote() if show_progress else None
     # Units travel as JSON text: column type inference would turn a column of None into NaN floats.
     dataset = ray.data.from_items(
         [{"unit": json.dumps(unit.to_dict())} for unit in units], override_num_blocks=len(units)
