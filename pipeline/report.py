@@ -98,9 +98,9 @@ def signal_figures(run: Run, max_rows: int = 200_000) -> list[tuple[str, Figure]
         nrows = math.ceil(count / ncols)
         figure = Figure(figsize=(3.1 * ncols + 0.4, 2.5 * nrows + 0.5), layout="constrained")
         figure.suptitle(f"{stage}: {int(rows_in.get(stage, 0)):,} documents in", x=0.01, ha="left", fontsize=11)
+        stage_reasons = reasons[reasons["stage"] == stage]
         for index, column in enumerate(stage_columns):
             axes = figure.add_subplot(nrows, ncols, index + 1)
-            stage_reasons = reasons[reasons["stage"] == stage]
             _signal_histogram(axes, signals, column, stage, decisions.get(column, []), stage_reasons,
                               int(rows_in.get(stage, 0)))
         figures.append((stage, figure))
