@@ -132,6 +132,11 @@ class RayConfig(Strict):
     )
     workers: int | None = Field(None, ge=1, description="Parallel workers; default: one per CPU of the cluster.")
     object_store_mb: int | None = Field(None, ge=64, description="Object store of the embedded Ray.")
+    in_process_max_mb: float = Field(
+        4.0, ge=0, description="With no cluster to join and no Ray already running in this process, a run whose "
+        "input files total at most this many MB, and whose only global stage (if any) is dedup, runs in this "
+        "process without starting Ray: Ray's start-up and shutdown (4-6 s) are more than such a run's work, and "
+        "the output is the same. 0: always Ray.")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each document worker (one actor running every "
                                    "per-document stage) asks Ray for; the number of workers defaults to the "
                                    "cluster's CPUs divided by this.")

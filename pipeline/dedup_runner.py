@@ -15,6 +15,10 @@ The plan, with what lives where:
 5. filter: one task per part drops the removed rows and writes dedup/documents/part-<name>.parquet, plus the ids of
    cluster members for dedup/clusters.parquet.
 Steps 1-3 and the vertices of step 4 are saved as dedup/_graph.npz: a run that dies after them resumes from there.
+
+`in_process=True` (a small run that the runner keeps out of Ray, see RayConfig.in_process_max_mb) runs the same
+functions on the whole input at once in this process: one group per hash instead of one per shuffle partition,
+the same edges, the same clusters, the same output. Ray Data is imported only by the Ray path.
 """
 
 from __future__ import annotations
@@ -22,11 +26,10 @@ from __future__ import annotations
 import io
 import time
 
+from typing import TYPE_CHECKING, Callable
+
 import numpy as np
 import pyarrow as pa
-import ray
-import ray.data
-from ray.data.context import ShuffleStrategy
 
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from pipeline.io.storage import StoragePath, read_parquet, storage_path
@@ -35,6 +38,9 @@ from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
 from stages.dedup_graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
 from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
+
+if TYPE_CHECKING:
+    import ray.data
 
 CLUSTERS_SCHEMA = pa.schema(
     [
@@ -200,20 +206,52 @@ def _filter_part(
     }
 
 
+def _map_parts(function: Callable, items: list[dict], fn_kwargs: dict, columns: tuple[str, ...], options: dict,
+               in_process: bool) -> dict[str, np.ndarray]:
+    """`function` on each part (as a one-row batch), its columns concatenated: Ray tasks, or calls in this process."""
+    if in_process:
+        batches = [function({"part": np.array([item["part"]]), "path": np.array([item["path"]])}, **fn_kwargs)
+                   for item in items]
+        return {name: np.concatenate([_column(batch[name]) for batch in batches]) if batches
+                else np.empty(0, np.uint64) for name in columns}
+    import ray.data
+
+    return _collect(
+        ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+            function, fn_kwargs=fn_kwargs, batch_size=1, batch_format="numpy", **options),
+        columns,
+    )
+
+
+def _column(values: np.ndarray | list) -> np.ndarray:
+    """A batch column as an array; a list (of shingle arrays, say) as an object array, one element per row."""
+    if isinstance(values, np.ndarray):
+        return values
+    column = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        column[index] = value
+    return column
+
+
 def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bool, workers: int,
-              options: dict | None = None) -> StageTally:
+              options: dict | None = None, in_process: bool = False) -> StageTally:
     """Deduplicate the documents under `source` into run.dedup; returns the stage's counts. `options`: what each
-    Ray task asks for (num_cpus, memory)."""
+    Ray task asks for (num_cpus, memory); `in_process`: no Ray at all, for small runs."""
     options = options or {}
     started = time.monotonic()
-    # Sort-based pull shuffle: no aggregator actors to start, so small runs take a second, and it scales (Ray's
-    # push-based variant is the choice for clusters shuffling terabytes).
-    ray.data.DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    if not in_process:
+        from ray.data import DataContext
+        from ray.data.context import ShuffleStrategy
+
+        # Sort-based pull shuffle: no aggregator actors to start, so small runs take a second, and it scales
+        # (Ray's push-based variant is the choice for clusters shuffling terabytes).
+        DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     parts = _part_files(source)
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
     graph = _load_graph(run, parts)
     if graph is None:
-        graph = _duplicate_graph(config, items, workers, options)
+        graph = (_duplicate_graph_in_process(config, items) if in_process
+                 else _duplicate_graph(config, items, workers, options))
         _save_graph(run, parts, graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
     heads, tails = graph["head"], graph["tail"]
@@ -221,17 +259,17 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
     clusters = connected_components(heads, tails, vertices["key"], vertices["length"])
     removed = clusters.removed
     reasons = _removal_reasons(removed, clusters, vertices)
-    members = _collect(
-        ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-            _filter_part,
-            fn_kwargs={
-                "documents_out": str(run.dedup_documents), "rejects_out": str(run.rejects / "dedup") if rejects else None,
-                "members": clusters.members, "removed": removed, "removed_reason": reasons,
-                "cluster_of_member": clusters.cluster,
-            },
-            batch_size=1, batch_format="numpy", **options,
-        ),
+    members = _map_parts(
+        _filter_part,
+        items,
+        {
+            "documents_out": str(run.dedup_documents), "rejects_out": str(run.rejects / "dedup") if rejects else None,
+            "members": clusters.members, "removed": removed, "removed_reason": reasons,
+            "cluster_of_member": clusters.cluster,
+        },
         ("key", "id", "url", "source", "offset", "cluster"),
+        options,
+        in_process,
     )
     atomic_write_parquet(run.dedup / "clusters.parquet", _clusters_table(clusters, members, removed, reasons))
     tally = StageTally("dedup", rows_in=documents, kept=documents - len(removed), seconds=time.monotonic() - started)
@@ -246,6 +284,8 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
 
 def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: int, options: dict) -> dict:
     """Keep the candidate pairs whose real shingle Jaccard reaches the configured threshold."""
+    import ray.data
+
     shingled = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         _shingle_rows, fn_kwargs={"config": config, "edge_heads": near["head"], "edge_tails": near["tail"]},
         batch_size=1, batch_format="numpy", **options,
@@ -316,9 +356,39 @@ def _examples(clusters: Clusters, members: dict, removed: np.ndarray, reasons: n
     return examples
 
 
+def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[str, np.ndarray]:
+    """_duplicate_graph's steps in this process on the whole input at once: every document's row in one array
+    (fine for the small runs this is used for), each shuffle a single group."""
+    columns = ("key", "length", "text_hash") + tuple(f"band_{band}" for band in range(config.minhash.bands)
+                                                     if config.near)
+    rows = _map_parts(_signature_rows, items, {"config": config}, columns, {}, in_process=True)
+    documents = len(rows["key"])
+    partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, 1)
+    empty = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    exact = _exact_edges(rows) if config.exact and documents else empty
+    exact = dict(zip(("head", "tail"), _unique_edges(exact["head"], exact["tail"])))
+    near = empty
+    if config.near and documents:
+        near = _near_edges(_band_rows(rows, config.minhash.bands, partitions, np.unique(exact["tail"])))
+        if config.verify_jaccard is not None and len(near["head"]):
+            shingled = _map_parts(_shingle_rows, items, {"config": config, "edge_heads": near["head"],
+                                                         "edge_tails": near["tail"]}, ("pair", "side", "shingles"),
+                                  {}, in_process=True)
+            scored = _pair_similarity(shingled)
+            good = scored["pair"][scored["jaccard"] >= config.verify_jaccard]
+            near = {"head": near["head"][good], "tail": near["tail"][good]}
+    heads = np.concatenate([exact["head"], near["head"]])
+    tails = np.concatenate([exact["tail"], near["tail"]])
+    vertices = _vertices(rows, np.unique(np.concatenate([heads, tails])))
+    return {"documents": np.array(documents), "partitions": np.array(partitions), "head": heads, "tail": tails,
+            **{f"vertex_{name}": values for name, values in vertices.items()}}
+
+
 def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict) -> dict[str, np.ndarray]:
     """Signatures, the exact and near shuffles, the optional Jaccard check: the duplicate edges, and the key,
     length and text hash of every document in one."""
+    import ray.data
+
     rows = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         .map_batches(_signature_rows, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy", **options)

@@ -1,31 +1,36 @@
 """Run a config on Ray: plan units, process the unfinished ones on a pool of workers, merge the statistics.
 
-This is the only module that imports ray. The Ray Data plan is: one row per unit of work -> `map_batches` with a
-callable class (an actor pool, one actor per worker, stages built once per actor) that reads the unit, runs every
-per-document stage and writes the unit's output and marker -> one small result row per unit back to the driver.
-Documents never travel through the object store; workers read their byte range of the input themselves.
+With pipeline/dedup_runner.py and pipeline/tokenize_runner.py, the only modules that import ray. The per-document
+pass is a pool of plain Ray actors, one per worker, each building the stages once (`UnitActor`); the driver hands
+each idle actor the next unit, the actor reads it, runs every per-document stage and writes the unit's output and
+marker, and answers with one short string. Documents never travel through the object store; workers read their
+byte range of the input themselves. Plain actors rather than a Ray Data actor pool: Ray Data's operators,
+scheduling loop and helper actors cost a second or two of start-up per process and several percent of the CPU
+for what is a work queue of a few hundred items (benchmarks: README, Performance).
 
 With no address, an embedded local Ray sized to the machine is started (no dashboard) and stopped at the end;
-with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster.
+with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster. A run too small to pay for Ray's
+start-up (input under `ray.in_process_max_mb`, no global stage but dedup, no cluster, no Ray already running in
+this process) runs in this process instead: the same UnitWorker and dedup functions, the same output, and Ray is
+never imported.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ray
-import ray.data
+from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, RunConfig, StageResources
-from pipeline.dedup_runner import run_dedup
-from pipeline.tokenize_runner import run_tokenize, run_tokenizer
 from pipeline.io.atomic import atomic_write_json
 from pipeline.io.storage import StoragePath, storage_path
 from pipeline.io.units import Unit
@@ -38,7 +43,14 @@ from pipeline.unit_work import UnitWorker
 from stages import STAGES
 from stages.base import StageSetupError
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
+
 LOCAL_OBJECT_STORE_MB = 512
+# A unit whose worker dies (out of memory, lost node, a crash in native code) is retried this often on the
+# restarted worker before it is reported as failed.
+UNIT_RETRIES = 3
 PROGRESS_INTERVAL_S = 1.0
 # Ray's chatter that says nothing to a pipeline user: our own progress line and summary replace it.
 _QUIET_LOGGERS = {
@@ -58,15 +70,15 @@ class RunResult:
     seconds: float = 0.0
     failed_stages: dict[str, str] = field(default_factory=dict)  # global stages that could not finish, and why
     failures_within_budget: bool = False  # the failed units are within max_failed_share
+    in_process: bool = False  # small enough to run without Ray (ray.in_process_max_mb)
 
     @property
     def ok(self) -> bool:
         return (not self.failed_units or self.failures_within_budget) and not self.failed_stages
 
 
-@ray.remote(num_cpus=0)
-class ProgressBoard:
-    """Latest counts per unit, reported by workers after every batch and read by the driver's progress line."""
+class UnitCounts:
+    """Latest counts per unit, reported by workers after every batch and read by the progress line."""
 
     def __init__(self) -> None:
         self.latest: dict[str, list[dict]] = {}
@@ -84,27 +96,37 @@ class ProgressBoard:
         return list(summed.values())
 
 
-class RayUnitWorker:
-    """The Ray Data callable: one per actor; processes the units of each batch it is given."""
+class UnitActor:
+    """One document worker: builds the stages once, then processes the units it is handed, one at a time. Ray
+    restarts it when its process dies and retries the unit it held (UNIT_RETRIES)."""
 
-    def __init__(self, config: dict, run_dir: str, board: "ray.actor.ActorHandle | None"):
+    def __init__(self, config: dict, run_dir: str, board: "ActorHandle | None"):
         self.worker = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir))
         self.report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
 
-    def __call__(self, batch: dict) -> dict:
-        unit_ids, errors = [], []
-        for encoded in batch["unit"]:
-            unit = Unit.from_dict(json.loads(str(encoded)))
-            try:
-                self.worker.process(unit, report=self.report)
-                errors.append("")
-            except Exception as exc:  # one broken unit must not stop the others; it is reported by name
-                errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
-            unit_ids.append(unit.id)
-        return {"unit": unit_ids, "error": errors}
+    def process(self, encoded: str) -> str:
+        """Process one unit (as JSON); returns "" or the error that failed it (one broken unit must not stop the
+        others: it is reported by name)."""
+        unit = Unit.from_dict(json.loads(encoded))
+        try:
+            self.worker.process(unit, report=self.report)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+        return ""
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Stop the stages' child processes (the extraction sandbox) before the actor is killed."""
         self.worker.close()
+
+
+@functools.cache
+def _ray_classes() -> tuple:
+    """(ProgressBoard, UnitActor) as Ray actor classes, made on first use: a run that stays in this process
+    (ray.in_process_max_mb) never imports Ray (about half a second)."""
+    import ray
+
+    return (ray.remote(num_cpus=0)(UnitCounts),  # the progress counts, as a tiny actor workers report to
+            ray.remote(max_restarts=-1, max_task_retries=UNIT_RETRIES)(UnitActor))
 
 
 def run_pipeline(
@@ -128,23 +150,26 @@ def run_pipeline(
     global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
+    in_process = _runs_in_process(config, address or config.ray.address, units)
     if pending or global_pending:
         worker_config = prepare_stages(config, run)
-        started_here = connect_ray(config, address or config.ray.address)
+        started_here = False if in_process else connect_ray(config, address or config.ray.address)
         try:
             if pending:
-                failed.update(_process_units(pending, worker_config, run, show_progress))
-                units = _fix_unit_boundaries(units, worker_config, run, failed)
+                failed.update(_process_units(pending, worker_config, run, show_progress, in_process))
+                units = _fix_unit_boundaries(units, worker_config, run, failed, in_process)
             if _within_budget(failed, len(units) + len(download_failures), config.max_failed_share):
                 # a global stage over part of the input describes only that part: allowed within the budget
                 for name, settings in global_pending:
                     try:
-                        _run_global(name, settings, config, run, show_progress)
+                        _run_global(name, settings, config, run, show_progress, in_process)
                     except Exception as exc:  # reported by name; the stages after it need its output
                         failed_stages[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
                         break
         finally:
             if started_here:
+                import ray
+
                 ray.shutdown()
     done = run.done_units()
     markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
@@ -153,7 +178,7 @@ def run_pipeline(
     result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started,
                        failed_stages,
                        bool(failed) and _within_budget(failed, len(units) + len(download_failures),
-                                                       config.max_failed_share))
+                                                       config.max_failed_share), in_process)
     write_run_stats(run.stats, funnel, markers, _summary(config, result))
     return result
 
@@ -197,13 +222,52 @@ def _run_train(settings, run: RunDir, show_progress: bool) -> None:
     atomic_write_json(run.train / "_done.json", {"stage": tally.to_dict(), "final": figures})
 
 
-def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False) -> None:
+# Global stages that can run in this process, on a run small enough (see _runs_in_process).
+IN_PROCESS_GLOBAL_STAGES = {"dedup"}
+
+
+def _runs_in_process(config: RunConfig, address: str | None, units: list[Unit]) -> bool:
+    """Whether the run is small enough to skip Ray: no cluster to join, no Ray running in this process (a
+    notebook's or a test's is used as it is), input files totalling at most ray.in_process_max_mb, and no global
+    stage but dedup."""
+    limit_mb = config.ray.in_process_max_mb
+    ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if not limit_mb or address or os.environ.get("RAY_ADDRESS") or ray_running:
+        return False
+    if any(name not in IN_PROCESS_GLOBAL_STAGES for name, _ in config.global_stages()):
+        return False
+    try:
+        size = sum(os.path.getsize(path) for path in {unit.path for unit in units})
+    except OSError:  # not a local file: leave it to Ray
+        return False
+    return size <= limit_mb * 1024 * 1024
+
+
+def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False,
+                in_process: bool = False) -> None:
     """Run one global stage over the documents it reads (see _global_source), its tasks asking Ray for what
-    ray.stages.<name> says."""
+    ray.stages.<name> says, or (in_process) in this process."""
+    source = _global_source(config, run, name)
+    if in_process and name == "dedup":
+        from pipeline.dedup_runner import run_dedup
+
+        run_dedup(settings, run, source=source, rejects=config.rejects, workers=1, in_process=True)
+        return
+    import ray
+
     resources = config.ray.stages.get(name, StageResources())
     options = resources.ray_options()
     workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
-    source = _global_source(config, run, name)
+    # Imported here: they import Ray Data, which a run without global stages never needs (2 s of start-up).
+    from ray.data import DataContext
+
+    from pipeline.dedup_runner import run_dedup
+    from pipeline.tokenize_runner import run_tokenize, run_tokenizer
+
+    context = DataContext.get_current()  # our progress line and summary replace Ray Data's
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
     if name == "dedup":
         run_dedup(settings, run, source=source, rejects=config.rejects, workers=workers, options=options)
     elif name == "tokenizer":
@@ -286,11 +350,13 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
         "documents": documents_kept(result.funnel),
         "output": str(RunDir(result.run_dir).output_documents),
         "wall_seconds": round(result.seconds, 3),
+        "executor": "in_process" if result.in_process else "ray",
         "accounting_problems": accounting_problems(result.funnel),
     }
 
 
-def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: dict[str, str]) -> list[Unit]:
+def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: dict[str, str],
+                         in_process: bool = False) -> list[Unit]:
     """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
     for _ in range(len(units)):
         done = run.done_units()
@@ -304,15 +370,19 @@ def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: d
         fixed = {unit.id: unit for unit in fixes}
         units = [fixed.get(unit.id, unit) for unit in units]
         save_plan(run.plan_file, units)
-        failed.update(_process_units(fixes, config, run, show_progress=False))
+        failed.update(_process_units(fixes, config, run, show_progress=False, in_process=in_process))
     return units
 
 
-def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
-    """Process units on the connected Ray with the prepared config; returns {unit id: error} for failed units."""
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
+def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: bool,
+                   in_process: bool = False) -> dict[str, str]:
+    """Process units on the connected Ray (or in this process) with the prepared config; returns {unit id: error}
+    for failed units."""
+    if in_process:
+        return _process_units_in_process(units, config, run, show_progress)
+    import ray
+
+    ProgressBoard, RemoteUnitActor = _ray_classes()
     settings = config["ray"]
     per_worker = settings.get("cpus_per_worker", 1.0)
     by_cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // per_worker))
@@ -322,18 +392,10 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
         requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
     # The board only feeds the progress line: without one, no actor (a process) and no call per batch.
     board = ProgressBoard.remote() if show_progress else None
-    # Units travel as JSON text: column type inference would turn a column of None into NaN floats.
-    dataset = ray.data.from_items(
-        [{"unit": json.dumps(unit.to_dict())} for unit in units], override_num_blocks=len(units)
-    )
-    results = dataset.map_batches(
-        RayUnitWorker,
-        fn_constructor_kwargs={"config": config, "run_dir": str(run.root.resolve()), "board": board},
-        batch_size=1,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers),  # Ray Data restarts a dead actor and retries its unit
-        **requests,
-    )
+    run_dir = str(run.root.resolve())
+    actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, board) for _ in range(workers)]
+    queue = list(reversed(units))  # popped from the end: units start in plan order
+    running: dict = {}  # result ref -> (unit, actor)
     failed: dict[str, str] = {}
     done = [0]
     printer = ProgressPrinter(len(units)) if show_progress else None
@@ -342,25 +404,84 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
     if printer is not None:
         poller.start()
     try:
-        for row in results.iter_rows():
+        for actor in actors:  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
+            if queue:
+                unit = queue.pop()
+                running[actor.process.remote(json.dumps(unit.to_dict()))] = (unit, actor)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            unit, actor = running.pop(ready[0])
+            error = _unit_error(ready[0])
             done[0] += 1
-            if row["error"]:
-                failed[str(row["unit"])] = str(row["error"])
+            if error:
+                failed[unit.id] = error
+            if queue:
+                following = queue.pop()
+                running[actor.process.remote(json.dumps(following.to_dict()))] = (following, actor)
     finally:
         stop.set()
         if printer is not None:
             poller.join()
             printer.update(ray.get(board.totals.remote()), done[0])
             printer.finish()
-    del results, dataset
+        _stop_actors(actors)
+        if board is not None:
+            ray.kill(board)
     _wait_for_idle_cpus()
     return failed
+
+
+def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
+    """The per-document pass of a small run: one UnitWorker in this process, the units one after the other."""
+    worker = UnitWorker(RunConfig.model_validate(config), run.root)
+    counts = UnitCounts()
+    printer = ProgressPrinter(len(units)) if show_progress else None
+    failed: dict[str, str] = {}
+    try:
+        for done, unit in enumerate(units, start=1):
+            try:
+                worker.process(unit, report=counts.report)
+            except Exception as exc:  # as on Ray: the unit is reported by name, the others go on
+                failed[unit.id] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            if printer is not None:
+                printer.update(counts.totals(), done)
+    finally:
+        worker.close()
+        if printer is not None:
+            printer.finish()
+    return failed
+
+
+def _unit_error(result: "ObjectRef") -> str:
+    """The unit's error, or "" when it was processed; a worker that died UNIT_RETRIES + 1 times on it fails it."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    try:
+        return ray.get(result)
+    except RayActorError as exc:
+        return f"WorkerDied: the worker process died on this unit {UNIT_RETRIES + 1} times: {exc}"
+
+
+def _stop_actors(actors: list) -> None:
+    """Let each actor stop its child processes, then end it, so that its CPUs are free for the next step."""
+    import ray
+
+    closing = [actor.close.remote() for actor in actors]
+    try:
+        ray.get(closing, timeout=30)
+    except Exception:  # a dead or stuck actor is killed below all the same
+        pass
+    for actor in actors:
+        ray.kill(actor)
 
 
 def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
     """Wait until the worker actors have let go of their CPUs. Ray Data tears an actor pool down in the background
     after its last result, and a global stage that starts meanwhile finds no free CPU and waits anyway, with its
     clock running; this way each step's time is its own."""
+    import ray
+
     total = ray.cluster_resources().get("CPU", 0)
     deadline = time.monotonic() + timeout_s
     while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
@@ -368,12 +489,16 @@ def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
 
 
 def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threading.Event) -> None:
+    import ray
+
     while not stop.wait(PROGRESS_INTERVAL_S):
         printer.update(ray.get(board.totals.remote()), done[0])
 
 
 def connect_ray(config: RunConfig, address: str | None) -> bool:
     """Join the given cluster, or start an embedded local Ray; True when this call started it."""
+    import ray
+
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -395,7 +520,8 @@ def connect_ray(config: RunConfig, address: str | None) -> bool:
 def print_result(result: RunResult) -> None:
     """The one-screen summary printed at the end of `pipeline run`."""
     resumed = f", {result.units_resumed} done earlier" if result.units_resumed else ""
-    print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s: {result.units_total} units{resumed}")
+    where = " in this process (a small input: no Ray started)" if result.in_process else ""
+    print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s{where}: {result.units_total} units{resumed}")
     print(format_funnel(result.funnel))
     problems = accounting_problems(result.funnel)
     for problem in problems:

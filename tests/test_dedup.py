@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
+from conftest import pipeline_cli
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from pipeline.stats import accounting_problems
@@ -212,3 +213,44 @@ def test_a_dedup_that_dies_after_its_shuffles_resumes_from_the_saved_graph(tmp_p
     assert resumed.ok and json.loads((resumed.run_dir / "dedup" / "_done.json").read_text())["graph_resumed"]
     assert sorted(kept(resumed)["id"]) == sorted(kept(straight)["id"]) and len(kept(straight)) == 21
     assert clusters(resumed).equals(clusters(straight))
+
+
+@pytest.mark.parametrize("settings", [{}, {"verify_jaccard": 0.8}], ids=["lsh", "verified"])
+def test_a_small_run_deduplicates_in_process_without_ray_with_the_ray_runs_output(tmp_path, english_words,
+                                                                                   local_ray, settings):
+    """A fresh `pipeline run` on a small input starts no Ray (ray.in_process_max_mb) and writes what the Ray
+    path writes: the same kept documents, clusters, reasons and counts."""
+    rng = random.Random(11)
+    records = []
+    for index in range(120):
+        words = english_words[index * 200:(index + 1) * 200]
+        records.append({"id": f"doc{index}", "url": f"https://example.org/{index}", "text": " ".join(words)})
+        if index % 4 == 0:  # a near copy
+            records.append({"id": f"doc{index}-near", "text": " ".join(edited(words, rng, english_words[:5000]))})
+        if index % 7 == 0:  # an exact copy, up to case and spacing
+            records.append({"id": f"doc{index}-exact", "text": " ".join(words).upper()})
+    rng.shuffle(records)
+    inputs = [write_jsonl(tmp_path / f"{name}.jsonl", records[start::3]) for start, name in enumerate("abc")]
+    config = {"name": "small", "input": {"paths": [str(p) for p in inputs]}, "stages": [{"dedup": settings}],
+              "rejects": True}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    completed = pipeline_cli("run", "--config", str(tmp_path / "config.yaml"), "--output", str(tmp_path / "local"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "no Ray started" in completed.stdout
+    local = tmp_path / "local"
+    assert json.loads((local / "stats" / "summary.json").read_text())["executor"] == "in_process"
+
+    (tmp_path / "on-ray").mkdir()
+    on_ray = dedup_run(tmp_path / "on-ray", inputs, **settings)  # this process has a Ray: the Ray path
+    assert json.loads((on_ray.run_dir / "stats" / "summary.json").read_text())["executor"] == "ray"
+    for name in ("dedup/documents", "rejects/dedup"):
+        ours = ds.dataset(local / name, format="parquet").to_table().sort_by("id")
+        theirs = ds.dataset(on_ray.run_dir / name, format="parquet").to_table().sort_by("id")
+        assert ours.equals(theirs), name
+    assert pd.read_parquet(local / "dedup" / "clusters.parquet").equals(
+        pd.read_parquet(on_ray.run_dir / "dedup" / "clusters.parquet"))
+    local_dedup = json.loads((local / "dedup" / "_done.json").read_text())["stage"]
+    ray_dedup = json.loads((on_ray.run_dir / "dedup" / "_done.json").read_text())["stage"]
+    assert {k: local_dedup[k] for k in ("rows_in", "kept", "dropped")} == \
+        {k: ray_dedup[k] for k in ("rows_in", "kept", "dropped")}
+    assert local_dedup["rows_in"] == 168 and local_dedup["kept"] == 120  # every planted copy found, on both paths
