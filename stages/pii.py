@@ -24,7 +24,10 @@ characters a second.
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -208,6 +211,32 @@ def ner_model_problem(ner_model: str) -> str | None:
 
 def build_analyzer(config: PiiConfig):
     """Presidio's AnalyzerEngine with the recognizers of the configured types only, working offline."""
+    # Presidio needs no torch here (pattern recognizers on the NoOp engine), but with torch installed (the train
+    # extra) its import pulled torch into every worker twice over: presidio's device detection for its
+    # transformer engines, and spaCy's thinc, which imports torch whenever it can. That was 1-3 s of start-up
+    # and about 300 MB per worker (and CUDA initialised on a GPU node). A device the user set is kept, and a
+    # configured spaCy pipeline (ner_model) gets torch as usual.
+    os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
+    with _torch_hidden(config.ner_model is None):
+        return _build_analyzer(config)
+
+
+@contextmanager
+def _torch_hidden(hide: bool):
+    """While inside, `import torch` fails as if torch were not installed (unless it is imported already): thinc
+    then goes without it for good in this process, which the pattern recognizers never miss."""
+    if not hide or "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # an import of torch raises ImportError meanwhile
+    try:
+        yield
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+
+
+def _build_analyzer(config: PiiConfig):
     import phonenumbers
     import tldextract
     from phonenumbers import Leniency

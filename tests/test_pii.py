@@ -217,3 +217,21 @@ def test_precision_and_recall_on_presidio_research_sentences(data_dir):
         assert scores[name].support > 0
         assert scores[name].precision >= 0.9, (name, scores[name].false_alarms)
         assert scores[name].recall >= 0.9, (name, scores[name].misses)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="only matters where torch is installed")
+def test_a_worker_building_the_pii_stage_does_not_import_torch_and_can_still_import_it_later():
+    """Presidio and spaCy's thinc import torch whenever it is installed; the pattern recognizers never use it,
+    and it cost every worker 1-3 s of start-up and about 300 MB."""
+    import os
+    import subprocess
+
+    code = ("import sys; from stages.pii import Pii, PiiConfig\n"
+            "stage = Pii(PiiConfig())\n"
+            "print('torch' in sys.modules, stage.find('mail me at jane.doe@example.com') != [])\n"
+            "import torch; print(torch.ones(2).sum().item())")
+    environment = {name: value for name, value in os.environ.items() if name != "PRESIDIO_DEVICE"}
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                               env=environment, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["False", "True", "2.0"]
