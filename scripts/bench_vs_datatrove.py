@@ -178,7 +178,7 @@ def measure(command: list[str], env: dict | None = None, memory: bool = False) -
     environment.pop("RAY_ADDRESS", None)  # ours starts its own embedded Ray, as on a fresh machine
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    with TreeMonitor(process.pid, interval_s=0.5 if memory else 0.1, memory=memory) as monitor:
+    with TreeMonitor(process.pid, interval_s=0.5 if memory else 0.25, memory=memory) as monitor:
         output, _ = process.communicate()
     wall = time.perf_counter() - started
     if process.returncode != 0:

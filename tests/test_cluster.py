@@ -90,11 +90,16 @@ def run_locally(config: Path, output: Path) -> list[str]:
 
 
 def test_a_job_submitted_to_a_head_node_gives_the_local_result(ray_head, config, tmp_path):
-    submitted = subprocess.run(
-        [RAY, "job", "submit", "--address", ray_head["dashboard"], "--",
-         sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output", str(tmp_path / "job"),
-         "--quiet"],
-        env=CLUSTER_ENV, capture_output=True, text=True, timeout=600)
+    deadline = time.monotonic() + 120
+    while True:  # a head node answers HTTP before its job agent has registered: Ray says to try again later
+        submitted = subprocess.run(
+            [RAY, "job", "submit", "--address", ray_head["dashboard"], "--",
+             sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output", str(tmp_path / "job"),
+             "--quiet"],
+            env=CLUSTER_ENV, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in submitted.stdout + submitted.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert submitted.returncode == 0 and "succeeded" in submitted.stdout, submitted.stdout[-3000:]
     assert "documents in" in submitted.stdout  # the run's own summary, streamed back by the job client
     assert ids(tmp_path / "job") == run_locally(config, tmp_path / "local") != []
