@@ -17,7 +17,9 @@
 3. MinHash deduplication of the documents our filtering kept (written as JSONL.gz, the same files for both):
    (a) datatrove's four MinHash steps (signatures, buckets, clusters, filter), 5-grams, 14 bands x 8 rows,
    (b) ours: `pipeline run` with only the dedup stage, same shingles, bands and rows.
-   That is about 1,200 documents, where start-up decides; so the same again on `--dedup-documents` (100,000)
+   That is about 1,200 documents (2 MB), where start-up decides: ours runs it in its own process without starting
+   Ray (ray.in_process_max_mb), as `pipeline run` does for any input that small; so the same again on
+   `--dedup-documents` (100,000)
    documents generated as in scripts/bench_dedup.py (real words, 10% near and 3% exact copies planted), in 16
    Parquet files, compared by id.
 
