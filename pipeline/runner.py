@@ -27,7 +27,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, RunConfig, StageResources
@@ -111,12 +110,17 @@ class UnitActor:
         try:
             self.worker.process(unit, report=self.report)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            return _error_text(exc)
         return ""
 
     def close(self) -> None:
         """Stop the stages' child processes (the extraction sandbox) before the actor is killed."""
         self.worker.close()
+
+
+def _error_text(exc: Exception) -> str:
+    """How a failed unit or stage is reported: the exception, then where it came from."""
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
 
 
 @functools.cache
@@ -164,7 +168,7 @@ def run_pipeline(
                     try:
                         _run_global(name, settings, config, run, show_progress, in_process)
                     except Exception as exc:  # reported by name; the stages after it need its output
-                        failed_stages[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+                        failed_stages[name] = _error_text(exc)
                         break
         finally:
             if started_here:
@@ -442,7 +446,7 @@ def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show
             try:
                 worker.process(unit, report=counts.report)
             except Exception as exc:  # as on Ray: the unit is reported by name, the others go on
-                failed[unit.id] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+                failed[unit.id] = _error_text(exc)
             if printer is not None:
                 printer.update(counts.totals(), done)
     finally:
@@ -477,9 +481,9 @@ def _stop_actors(actors: list) -> None:
 
 
 def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
-    """Wait until the worker actors have let go of their CPUs. Ray Data tears an actor pool down in the background
-    after its last result, and a global stage that starts meanwhile finds no free CPU and waits anyway, with its
-    clock running; this way each step's time is its own."""
+    """Wait until the worker actors have let go of their CPUs. Ray ends a killed actor in the background, and a
+    global stage that starts meanwhile finds no free CPU and waits anyway, with its clock running; this way each
+    step's time is its own."""
     import ray
 
     total = ray.cluster_resources().get("CPU", 0)
