@@ -8,7 +8,6 @@ before any work starts: an unknown key, a wrong type, or an input path that matc
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -239,6 +238,9 @@ class RunConfig(Strict):
                 seen_global = seen_global or name
             elif seen_global is not None:
                 raise ValueError(f"[{index}] {name} comes after {seen_global}: per-document stages come first")
+        if "html_langid" in names and "extract" in names[:names.index("html_langid")]:
+            raise ValueError(f"[{names.index('html_langid')}] html_langid reads the raw page: list it before "
+                             "extract, which replaces the page with its text")
         if "train" in names and "tokenize" not in names[:names.index("train")]:
             raise ValueError(f"[{names.index('train')}] train needs the run's token shards: list tokenize before it")
         if "tokenize" in names:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from itertools import islice
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
