@@ -161,7 +161,7 @@ class Run:
             rows.append({"id": row["id"], "url": row.get("url"), "stage": row["stage"], "reason": reason,
                          "signal": column if column in row else None,
                          "value": row[column] if column in row else None,
-                         "text": (row.get(TEXT) or "")[:300]})
+                         "text": _text_start(row.get(TEXT))})
         return pd.DataFrame(rows, columns=["id", "url", "stage", "reason", "signal", "value", "text"])
 
     def languages(self) -> pd.DataFrame:
@@ -240,3 +240,9 @@ def _read_columns(parts: list[str], include: list[str] | None = None, exclude: s
     dataset = ds.dataset([arrow_location(p)[0] for p in parts], format="parquet", filesystem=filesystem)
     columns = include or [name for name in dataset.schema.names if name not in exclude]
     return dataset.to_table(columns=columns)
+
+
+def _text_start(text: object) -> str:
+    """The first 300 characters of a rejected row's text; "" for a page dropped before extraction (html_langid,
+    or a read-stage skip), which has none: pandas gives it as NaN or None."""
+    return text[:300] if isinstance(text, str) else ""

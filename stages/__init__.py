@@ -11,6 +11,7 @@ from stages.extract import Extract
 from stages.fineweb import FineWeb
 from stages.gopher_quality import GopherQuality
 from stages.gopher_repetition import GopherRepetition
+from stages.html_langid import HtmlLangId
 from stages.langid import LangId
 from stages.pii import Pii
 from stages.tokenize import Tokenize
@@ -23,7 +24,7 @@ from stages.word_list import ToxicWords
 STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
-        Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
+        HtmlLangId, Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
         ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize, Train,
     )
 }

@@ -44,3 +44,12 @@ class FastTextModel:
             if candidate == wanted:
                 return min(1.0, float(probability))
         return 0.0
+
+    def best_of(self, text: str, labels: set[str], floor: float) -> float:
+        """The highest probability among `labels`, or 0 when none reaches `floor`: fastText ranks only the labels
+        at or above it, which is cheaper than ranking all of them."""
+        best = 0.0
+        for probability, candidate in self._model.f.predict(text + "\n", -1, floor, "replace"):
+            if candidate.removeprefix(LABEL_PREFIX) in labels:
+                best = max(best, min(1.0, float(probability)))
+        return best

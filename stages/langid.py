@@ -28,6 +28,15 @@ class LangIdConfig(StageConfig):
     min_score: float = Field(0.65, ge=0, le=1, description="Documents whose top language scores lower are dropped.")
 
 
+def with_local_lid_model(config: StageConfig) -> StageConfig:
+    """The settings with `model` made a local file (the cached lid.176 by default), for the workers; a model that
+    cannot be had stops the run before any work."""
+    try:
+        return config.model_copy(update={"model": str(resolve_model(config.model, LID176))})
+    except ModelUnavailable as exc:
+        raise StageSetupError("model", str(exc)) from None
+
+
 class LangId(Stage):
     name = "langid"
     Config = LangIdConfig
@@ -36,10 +45,7 @@ class LangId(Stage):
 
     @classmethod
     def prepare(cls, config: LangIdConfig, workspace: Path) -> LangIdConfig:
-        try:
-            return config.model_copy(update={"model": str(resolve_model(config.model, LID176))})
-        except ModelUnavailable as exc:
-            raise StageSetupError("model", str(exc)) from None
+        return with_local_lid_model(config)
 
     def __init__(self, config: LangIdConfig):
         super().__init__(config)

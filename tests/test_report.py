@@ -67,7 +67,7 @@ def test_the_report_is_one_self_contained_file_with_the_runs_numbers(written):
     page.feed(target.read_text())
     images = [attrs for tag, attrs in page.tags if tag == "img"]
     # funnel, one grid per filtering stage with signals, languages, domains, clusters, shards, training, speed
-    with_signals = {"langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "toxic_words",
+    with_signals = {"html_langid", "langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "toxic_words",
                     "toxicity_classifier", "quality_classifier", "pii"}
     assert len(images) == 7 + len(with_signals)
     assert {image["alt"] for image in images} >= {f"signals of {stage}" for stage in with_signals}
@@ -163,7 +163,7 @@ def test_the_report_renders_in_headless_chromium(written, tmp_path):
         return float((np.abs(pixels - rgb).max(axis=2) <= 12).mean())
 
     # the plots are there: the page's own styles use none of the plot colours, so these pixels are plots
-    assert share_of(report.KEPT) > 0.01 and share_of(report.DROPPED) > 0.002
+    assert share_of(report.KEPT) > 0.01 and share_of(report.DROPPED) > 0.001  # about 9,000 pixels
     blank_band = (pixels[:2000].std(axis=(1, 2)) < 1).mean()  # the first screen is mostly not empty rows
     assert blank_band < 0.6
 

@@ -1,0 +1,154 @@
+"""The language screen before extraction: visible text of raw pages, its decisions on the real pages against langid
+on their extracted text, text rows passing through, bad pages, its place in a config, and a whole run."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from conftest import pipeline_cli
+from pipeline.config import ConfigError, load_config
+from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
+from pipeline.schema import RECORD_SCHEMA, empty_row
+from stages.html_langid import HtmlLangId, HtmlLangIdConfig, middle_sample, visible_text
+
+ENGLISH = ("The committee will publish its final report on the new railway line next spring, after hearing the "
+           "residents of every town along the route. ")
+GERMAN = ("Der Ausschuss wird seinen Abschlussbericht über die neue Bahnstrecke im Frühjahr veröffentlichen, "
+          "nachdem er die Bewohner aller Orte entlang der Strecke angehört hat. ")
+
+
+@pytest.fixture(scope="module")
+def screen(lid_model) -> HtmlLangId:
+    return HtmlLangId(HtmlLangIdConfig(model=str(lid_model), languages=["en"]))
+
+
+def pages_table(payloads: list[bytes | None], texts: list[str | None] | None = None) -> pa.Table:
+    rows = []
+    for index, payload in enumerate(payloads):
+        row = empty_row()
+        row.update(id=f"page{index}", url=f"https://example.org/{index}", offset=index, html=payload,
+                   text=texts[index] if texts else None)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+def page(body: str, head: str = "<title>Startseite – Gemeinde</title>") -> bytes:
+    return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>".encode()
+
+
+def test_visible_text_leaves_out_scripts_styles_comments_head_and_tags():
+    html = ("<html><head><title>Head title</title><style>p {color: red}</style></head><body><header>Top</header>"
+            "<script type='text/javascript'>var x = '<p>not text</p>';</script><p>First &amp; second</p>"
+            "<!-- a comment --><noscript>enable JS</noscript><SCRIPT>more()</SCRIPT ><svg><text>chart</text></svg>"
+            "<div>Last&nbsp;words</div></body></html>")
+    assert visible_text(html) == "Top First & second Last words"
+
+
+def test_an_unclosed_script_hides_the_rest_and_a_page_without_body_is_read_whole():
+    assert visible_text("<body><p>Before</p><script>var unfinished = 1; <p>never shown</p>") == "Before"
+    assert visible_text("<p>No body tag here</p><head><title>late head</title></head>") == "No body tag here"
+
+
+def test_visible_text_reads_only_the_first_max_chars_of_the_body():
+    assert visible_text("<head>x</head><body>" + "word " * 1000, max_chars=100).split() == ["word"] * 19
+
+
+def test_the_sample_is_taken_from_the_middle():
+    assert middle_sample("abcdefghij", 4) == "defg"
+    assert middle_sample("short", 10) == "short"
+
+
+def test_a_page_in_another_language_is_dropped_and_an_english_one_kept(screen):
+    out = screen(pages_table([page(f"<nav>Start Kontakt</nav><main><p>{GERMAN * 3}</p></main>"),
+                              page(f"<nav>Home Contact</nav><main><p>{ENGLISH * 3}</p></main>")]))
+    assert out.column("drop_reason").to_pylist() == ["other_language", None]
+    german, english = out.column("page_lang_score").to_pylist()
+    assert german < 0.01 <= 0.9 < english
+    assert out.column("html").to_pylist()[1] is not None, "the page stays for extract"
+
+
+def test_an_english_article_in_a_german_page_is_kept(screen):
+    """The screen is loose: English text amid another language's navigation passes, for langid to judge."""
+    out = screen(pages_table([page(f"<nav>{GERMAN}</nav><article>{ENGLISH * 2}</article><footer>{GERMAN}</footer>")]))
+    assert out.column("drop_reason").to_pylist() == [None]
+
+
+def test_several_languages_can_be_kept(lid_model):
+    stage = HtmlLangId(HtmlLangIdConfig(model=str(lid_model), languages=["en", "de"]))
+    russian = "Комитет опубликует свой окончательный доклад о новой железнодорожной линии следующей весной. "
+    out = stage(pages_table([page(f"<p>{GERMAN * 3}</p>"), page(f"<p>{russian * 3}</p>")]))
+    assert out.column("drop_reason").to_pylist() == [None, "other_language"]
+
+
+def test_rows_that_already_hold_text_pass_untouched(screen):
+    out = screen(pages_table([None, None], texts=[GERMAN, ENGLISH]))
+    assert out.column("drop_reason").to_pylist() == [None, None]
+    assert out.column("page_lang_score").to_pylist() == [None, None]
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x00\x01\x02\xff\xfe binary" * 100, b"<html><body>" + b"<div>" * 50_000 + b"</body></html>",
+    "<body><p>Ein Text in Latin-1 für die Straße</p></body>".encode("latin-1"),
+    b"<body>" + b"<script>" * 10_000 + b"</body>", b"<body>" + ENGLISH.encode() * 200_000 + b"</body>",
+], ids=["empty", "binary", "deep_nesting", "latin1", "many_unclosed_scripts", "giant_page"])
+def test_bad_and_odd_pages_get_a_decision(screen, payload):
+    out = screen(pages_table([payload]))
+    assert out.num_rows == 1 and out.column("error").to_pylist() == [None]
+    assert out.column("page_lang_score")[0].as_py() is not None
+
+
+def test_on_the_real_pages_most_other_languages_are_skipped_and_english_pages_kept(
+        data_dir, lid_model, real_page_texts):
+    """Against langid on the text our extract stage gets from the same 879 real pages (German-heavy)."""
+    rows = []
+    for path in sorted((data_dir / "warc" / "derived_real_html").glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            rows += [row for row in read_archive(fh, str(path), probe_layout(fh), 0, path.stat().st_size,
+                                                 ReadOptions()) if row["html"] is not None]
+    out = HtmlLangId(HtmlLangIdConfig(model=str(lid_model)))(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
+    skipped = {record for record, reason in zip(out.column("record_id").to_pylist(),
+                                                out.column("drop_reason").to_pylist()) if reason}
+    english = {page["record_id"] for page in real_page_texts if page["lang"] == "en"}
+    other = {page["record_id"] for page in real_page_texts if page["lang"] != "en"}
+    assert len(english) > 200 and len(other) > 500
+    assert len(english & skipped) <= 0.02 * len(english), f"{len(english & skipped)} English pages skipped"
+    assert len(other & skipped) >= 0.85 * len(other), f"only {len(other & skipped)} of {len(other)} skipped"
+
+
+def test_the_screen_must_come_before_extract(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    config = tmp_path / "run.yaml"
+    config.write_text(f"name: x\ninput: {{paths: [{tmp_path / 'in.jsonl'}]}}\nstages: [extract, html_langid]\n")
+    with pytest.raises(ConfigError, match=r"stages.*\[1\] html_langid reads the raw page: list it before extract"):
+        load_config(config)
+    config.write_text(f"name: x\ninput: {{paths: [{tmp_path / 'in.jsonl'}]}}\n"
+                      "stages: [{html_langid: {languages: []}}, extract]\n")
+    with pytest.raises(ConfigError, match="languages"):
+        load_config(config)
+
+
+def test_a_run_accounts_for_every_page_the_screen_skips(tmp_path, warc_dir, lid_model):
+    """A whole run on a third of the real pages, in this process (ray.in_process_max_mb): the skipped pages are
+    counted under html_langid, the others go through extract and langid, and the documents kept are those the run
+    without the screen keeps, but for the rare page the screen loses."""
+    source = warc_dir / "derived_real_html" / "derived-real-html-00000.warc.gz"
+    summaries, urls = {}, {}
+    for name, screen_stage in (("screened", f"{{html_langid: {{model: {lid_model}}}}}, "), ("plain", "")):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"name: {name}\noutput: {tmp_path / name}\ninput: {{paths: [{source}]}}\n"
+                          f"stages: [{screen_stage}extract, {{langid: {{model: {lid_model}}}}}]\n"
+                          "ray: {in_process_max_mb: 20}\n")
+        result = pipeline_cli("run", "--config", str(config), "--quiet")
+        assert result.returncode == 0, result.stderr
+        summaries[name] = {stage["stage"]: stage for stage in
+                           json.loads((tmp_path / name / "stats" / "summary.json").read_text())["stages"]}
+        urls[name] = set(pads.dataset(tmp_path / name / "documents").to_table(columns=["url"])["url"].to_pylist())
+    screened, plain = summaries["screened"], summaries["plain"]
+    skipped = screened["html_langid"]["dropped"]["other_language"]
+    assert skipped >= 0.5 * screened["read"]["kept"]
+    assert screened["extract"]["rows_in"] == screened["read"]["kept"] - skipped
+    assert plain["extract"]["rows_in"] == plain["read"]["kept"]
+    assert len(urls["plain"]) > 50 and urls["screened"] <= urls["plain"]
+    assert len(urls["plain"] - urls["screened"]) <= 2, urls["plain"] - urls["screened"]
