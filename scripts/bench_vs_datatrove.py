@@ -10,8 +10,10 @@
        (favour_precision, no fallback, no trafilatura dedup, tables kept) → LanguageFilter (the local lid.176, the
        same file our langid uses) → GopherRepetitionFilter → GopherQualityFilter → C4QualityFilter →
        FineWebQualityFilter → PIIFormatter → JsonlWriter, on a LocalPipelineExecutor with one task per file;
-   (b) ours: `pipeline run` with extract (favor: precision) → langid → gopher_repetition → gopher_quality → c4 →
-       fineweb → pii, writing Parquet, on its embedded local Ray.
+   (b) ours: `pipeline run` with html_langid (lid.176 on a sample of each raw page's visible text: pages plainly
+       in another language are not extracted) → extract (favor: precision) → langid → gopher_repetition →
+       gopher_quality → c4 → fineweb → pii, writing Parquet, on its embedded local Ray;
+   (c) ours without html_langid, the same stages as datatrove's (not with --screen-only).
    Thresholds are the same on both sides (our defaults are datatrove's; scripts/compare_datatrove.py shows that
    the rules agree document by document). Each side runs as its own process tree, start-up included.
 3. MinHash deduplication of the documents our filtering kept (written as JSONL.gz, the same files for both):
@@ -34,7 +36,7 @@ formatter masks e-mails and IPs with two regexes where our pii stage finds six e
 context; its MinHash normalisation also strips diacritics.
 
     python scripts/bench_vs_datatrove.py [--records N] [--files N] [--workers N] [--repeat N] [--languages en ...]
-                                         [--venv DIR] [--keep DIR] [--skip-dedup] [--dedup-documents N]
+                                         [--venv DIR] [--keep DIR] [--screen-only] [--skip-dedup] [--dedup-documents N]
                                          [--json PATH]
 Needs libmagic (Debian: libmagic1) for datatrove's WARC reader.
 """
@@ -246,24 +248,32 @@ def filtering(args: argparse.Namespace, python: Path, work: Path, crawl: Path, r
     datatrove_filters = [specs[name] for name in ("gopher_repetition", "gopher_quality", "c4", "fineweb")]
     files = len(list(crawl.glob("*.warc.gz")))
     print(f"filtering {records:,} records in {files} files, {args.workers} workers each", flush=True)
-    theirs, ours = fastest_of(args.repeat, datatrove_command(python, FILTER_DRIVER, {
+    stages = [{"extract": {"favor": "precision", "include_comments": False, "time_limit_s": 5.0}},
+              {"langid": {"model": str(LID_MODEL), "languages": args.languages, "min_score": 0.65}},
+              "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+    screen = {"html_langid": {"model": str(LID_MODEL), "languages": args.languages}}
+    sides = [datatrove_command(python, FILTER_DRIVER, {
         "input": str(crawl), "output": str(work / "datatrove-out"), "logs": str(work / "datatrove-logs"),
         "lid_model": str(LID_MODEL), "languages": args.languages, "min_score": 0.65, "time_limit_s": 5.0,
         "filters": datatrove_filters, "tasks": files, "workers": args.workers,
-    }, work, "datatrove_filter"), our_command({
-        "name": "bench-vs-datatrove", "output": str(work / "ours"),
-        "input": {"paths": [str(crawl / "*.warc.gz")]},
-        "stages": [{"extract": {"favor": "precision", "include_comments": False, "time_limit_s": 5.0}},
-                   {"langid": {"model": str(LID_MODEL), "languages": args.languages, "min_score": 0.65}},
-                   "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"],
-        "ray": {"workers": args.workers},
-    }, work, "ours_filter"))
-    our_urls, their_urls = parquet_column(work / "ours" / "documents", "url"), jsonl_column(work / "datatrove-out", "url")
-    summary = json.loads((work / "ours" / "stats" / "summary.json").read_text())
-    assert summary["records_read"] >= records, summary["records_read"]
-    return {"records": records, "files": files, "workers": args.workers,
-            "datatrove": _figures(theirs, records, len(their_urls)),
-            "ours": _figures(ours, records, len(our_urls)), "kept": overlap(our_urls, their_urls), "key": "url"}
+    }, work, "datatrove_filter")]
+    for name, our_stages in (("ours", [screen, *stages]), ("ours-unscreened", stages)):
+        if name == "ours-unscreened" and args.screen_only:
+            continue
+        sides.append(our_command({"name": f"bench-vs-datatrove-{name}", "output": str(work / name),
+                                  "input": {"paths": [str(crawl / "*.warc.gz")]}, "stages": our_stages,
+                                  "ray": {"workers": args.workers}}, work, name.replace("-", "_")))
+    measured = fastest_of(args.repeat, *sides)
+    their_urls = jsonl_column(work / "datatrove-out", "url")
+    figures = {"records": records, "files": files, "workers": args.workers,
+               "datatrove": _figures(measured[0], records, len(their_urls)), "key": "url"}
+    for name, side in zip(("ours", "ours-unscreened"), measured[1:]):
+        summary = json.loads((work / name / "stats" / "summary.json").read_text())
+        assert summary["records_read"] >= records, summary["records_read"]
+        our_urls = parquet_column(work / name / "documents", "url")
+        figures[name] = {**_figures(side, records, len(our_urls)), "kept_overlap": overlap(our_urls, their_urls)}
+    figures["kept"] = figures["ours"]["kept_overlap"]
+    return figures
 
 
 def dedup_kept(args: argparse.Namespace, python: Path, work: Path) -> dict:
@@ -321,18 +331,23 @@ def _figures(measured: Measured, records: int, kept: int) -> dict:
 
 
 def print_table(title: str, unit: str, figures: dict) -> None:
-    theirs, ours = figures["datatrove"], figures["ours"]
+    theirs = figures["datatrove"]
+    ours = [name for name in ("ours", "ours-unscreened") if name in figures]
     print(f"\n{title}")
-    print(f"{'':28}{'datatrove 0.10.1':>18}{'ours':>14}{'ours / datatrove':>18}")
+    print(f"{'':28}{'datatrove 0.10.1':>18}" + "".join(f"{name:>17}{'/ datatrove':>13}" for name in ours))
     rows = [(f"{unit}/s end to end", "per_s", ",.1f"), ("wall seconds", "wall_s", ",.1f"),
             (f"CPU s per 1,000 {unit}", "cpu_s_per_1000", ",.2f"), ("CPU seconds", "cpu_s", ",.1f"),
             ("peak memory (PSS, MiB)", "peak_pss_mib", ",.0f"), ("documents kept", "kept", ",")]
     for label, key, fmt in rows:
-        ratio = ours[key] / theirs[key] if theirs[key] else float("nan")
-        print(f"{label:28}{format(theirs[key], fmt):>18}{format(ours[key], fmt):>14}{ratio:>17.2f}x")
-    shared = figures["kept"]
-    print(f"kept {figures['key']}s: {shared['both']:,} kept by both, {shared['only_ours']:,} only by ours, "
-          f"{shared['only_datatrove']:,} only by datatrove (Jaccard {shared['jaccard']:.3f})")
+        line = f"{label:28}{format(theirs[key], fmt):>18}"
+        for name in ours:
+            ratio = figures[name][key] / theirs[key] if theirs[key] else float("nan")
+            line += f"{format(figures[name][key], fmt):>17}{ratio:>12.2f}x"
+        print(line)
+    for name in ours:
+        shared = figures[name].get("kept_overlap", figures["kept"])
+        print(f"kept {figures['key']}s, {name}: {shared['both']:,} kept by both, {shared['only_ours']:,} only by "
+              f"ours, {shared['only_datatrove']:,} only by datatrove (Jaccard {shared['jaccard']:.3f})")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -344,6 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--languages", nargs="+", default=["en"], help="languages kept by both language filters")
     parser.add_argument("--venv", default=str(Path(tempfile.gettempdir()) / "datatrove-0.10.1-venv"))
     parser.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
+    parser.add_argument("--screen-only", action="store_true",
+                        help="run ours only with the html_langid screen, not also without it")
     parser.add_argument("--skip-dedup", action="store_true")
     parser.add_argument("--dedup-documents", type=int, default=100_000,
                         help="also deduplicate this many generated documents (0: not)")
