@@ -2,13 +2,14 @@
 
 Extraction is most of a run's per-document cost (trafilatura: about 35 ms a page here), and most of a crawl is not
 in the language a run keeps (Common Crawl is under half English). lid.176 on a sample of the page's visible text (the
-body without scripts, styles, comments and tags: about 2 ms a page) tells those pages apart well enough to leave them
+body without scripts, styles, comments and tags: 2-3 ms a page) tells those pages apart well enough to leave them
 unextracted. The screen is loose on purpose: a page is dropped as `other_language` only when every kept language
 scores under `min_probability` in the sample, and the langid stage after extraction still decides on the main text.
 On the 879 real pages of ../shared/data at the default 0.01, the screen skips 589 (67%) and loses 1 of the 241 pages
 that langid keeps as English after extraction: a German holiday-let page whose English description scored 0.71.
 
-Rows that already hold text (WET, JSONL, Parquet inputs) pass untouched: langid decides on them as cheaply.
+Rows that already hold text (WET, JSONL, Parquet inputs) pass untouched: langid decides on them as cheaply; so do
+pages without any visible text (script-only shells), for extract to judge.
 The signal `page_lang_score` is the best kept language's probability in the sample, exact down to `min_probability`
 (fastText stops ranking below it, which keeps the prediction cheap); a page under it scores 0.
 """
@@ -107,10 +108,14 @@ class HtmlLangId(Stage):
         self._model = FastTextModel(resolve_model(config.model, LID176))
         self._keep = set(config.languages)
 
-    def page_score(self, payload: bytes, declared_charset: str | None) -> float:
-        """The best kept language's probability on a sample of the page's visible text (0 under min_probability)."""
+    def page_score(self, payload: bytes, declared_charset: str | None) -> float | None:
+        """The best kept language's probability on a sample of the page's visible text (0 under min_probability);
+        None for a page with no visible text, which is not this stage's to judge: extract drops it as no_text
+        unless its main text is somewhere the screen does not look."""
         page, _ = self._decode(payload, declared_charset)
         sample = middle_sample(visible_text(page, self.config.max_html_chars), self.config.sample_chars)
+        if not sample:
+            return None
         return self._model.best_of(sample, self._keep, self.config.min_probability)
 
     def process(self, docs: pa.Table) -> pa.Table:
@@ -122,7 +127,7 @@ class HtmlLangId(Stage):
             if payload is None:
                 continue  # already text: langid decides
             scores[row] = self.page_score(payload, charsets[row])
-            if scores[row] < self.config.min_probability:
+            if scores[row] is not None and scores[row] < self.config.min_probability:
                 drops[row] = "other_language"
         docs = set_columns(docs, {"page_lang_score": scores}, {"page_lang_score": pa.float32()})
         none = [None] * docs.num_rows

@@ -88,11 +88,17 @@ def test_rows_that_already_hold_text_pass_untouched(screen):
     assert out.column("page_lang_score").to_pylist() == [None, None]
 
 
+def test_a_page_without_visible_text_is_left_to_extract(screen):
+    out = screen(pages_table([b"", page("<script>render()</script><!-- nothing else -->")]))
+    assert out.column("drop_reason").to_pylist() == [None, None]
+    assert out.column("page_lang_score").to_pylist() == [None, None]
+
+
 @pytest.mark.parametrize("payload", [
-    b"", b"\x00\x01\x02\xff\xfe binary" * 100, b"<html><body>" + b"<div>" * 50_000 + b"</body></html>",
+    b"\x00\x01\x02\xff\xfe binary" * 100, b"<html><body>" + b"<div>" * 50_000 + GERMAN.encode() + b"</body></html>",
     "<body><p>Ein Text in Latin-1 für die Straße</p></body>".encode("latin-1"),
-    b"<body>" + b"<script>" * 10_000 + b"</body>", b"<body>" + ENGLISH.encode() * 200_000 + b"</body>",
-], ids=["empty", "binary", "deep_nesting", "latin1", "many_unclosed_scripts", "giant_page"])
+    f"<body><p>{GERMAN}</p>".encode() + b"<script>" * 10_000 + b"</body>", b"<body>" + ENGLISH.encode() * 200_000 + b"</body>",
+], ids=["binary", "deep_nesting", "latin1", "many_unclosed_scripts", "giant_page"])
 def test_bad_and_odd_pages_get_a_decision(screen, payload):
     out = screen(pages_table([payload]))
     assert out.num_rows == 1 and out.column("error").to_pylist() == [None]
