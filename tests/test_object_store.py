@@ -128,7 +128,8 @@ def _shard_files(shards) -> dict[str, bytes]:
 def test_a_run_on_s3_equals_the_same_run_on_local_disk(tmp_path, warc_dir, s3_query):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "store", "input": {"paths": [str(warc_dir / "derived_real_html" / "*.warc.gz")]},
+        # one of the three files (290 pages): cut into about 9 units (unit_mb auto), enough for the resume below
+        "name": "store", "input": {"paths": [str(warc_dir / "derived_real_html" / "derived-real-html-00000.warc.gz")]},
         "stages": ["extract", "dedup", {"tokenizer": {"vocab_size": 1000}}, {"tokenize": {"shard_tokens": 100_000}},
                    {"train": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32}, "block_size": 32,
                               "batch_size": 4, "max_steps": 6, "warmup_steps": 2, "eval_interval": 3,
@@ -154,7 +155,7 @@ def test_a_run_on_s3_equals_the_same_run_on_local_disk(tmp_path, warc_dir, s3_qu
     assert [row["loss"] for row in remote_log] == pytest.approx([row["loss"] for row in local_log], rel=1e-5)
     assert (remote / "train" / "checkpoint.pt").is_file()
     summary = json.loads((remote / "stats" / "summary.json").read_text())
-    assert summary["accounting_problems"] == [] and summary["records_read"] > 800
+    assert summary["accounting_problems"] == [] and summary["records_read"] > 250
     assert remote.rglob(".*.tmp") == []  # every temporary name was renamed or removed
 
     # the notebook API and the report read the run where it is
