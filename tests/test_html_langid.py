@@ -88,6 +88,18 @@ def test_rows_that_already_hold_text_pass_untouched(screen):
     assert out.column("page_lang_score").to_pylist() == [None, None]
 
 
+def test_the_encoding_found_is_passed_on_and_extract_gets_the_same_text(screen):
+    """An undeclared legacy page is guessed once, here; extract decodes it with that encoding to the same text."""
+    from stages.decode import decode_html
+
+    legacy = page("<p>" + ENGLISH.replace("committee", "comité") * 3 + " Straße, Ärger, façade.</p>").decode()
+    payload = legacy.encode("cp1252")
+    out = screen(pages_table([payload]))
+    found = out.column("charset").to_pylist()[0]
+    assert found is not None and found != "utf-8"
+    assert decode_html(payload, found) == decode_html(payload, None)
+
+
 def test_a_page_without_visible_text_is_left_to_extract(screen):
     out = screen(pages_table([b"", page("<script>render()</script><!-- nothing else -->")]))
     assert out.column("drop_reason").to_pylist() == [None, None]
