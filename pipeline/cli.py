@@ -11,8 +11,9 @@
     pipeline train --config configs/train-*.yaml [--set key.path=value ...] [--stop-at STEP]
     pipeline sample --checkpoint OUT_DIR [--prompt TEXT] [--tokens N] [--samples N] [--temperature T] [--top-k K]
 
-Exit status: 0 on success, 1 when a run finished but some units failed, 2 for a usage or config error (printed as
-one line).
+Exit status: 0 on success, 1 when a run finished but some units or stages failed or its books do not close, 2 for a
+usage, config or output-directory error (printed as one line), 130 / 143 when interrupted by SIGINT / SIGTERM (the
+same command resumes).
 """
 
 from __future__ import annotations
@@ -142,22 +143,52 @@ def _fail(message: str) -> int:
     return 2
 
 
+class Interrupted(BaseException):
+    """SIGTERM, raised in the main thread like SIGINT's KeyboardInterrupt, so that the run ends its workers, its
+    Ray and its lock on the way out."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Interrupted()
+
+
 def _run(args: argparse.Namespace) -> int:
+    import signal
+
     from pipeline.config import ConfigError, load_config
+    from pipeline.output_guard import OutputRefused
+    from pipeline.plan import InputChanged
     from pipeline.run_dir import RunDirConflict
+    from pipeline.run_lock import RunLocked
 
     try:
         config = load_config(args.config, args.overrides, args.output)
     except ConfigError as exc:
         return _fail(str(exc))
     from pipeline.runner import print_result, run_pipeline
+    from pipeline.stats import StatsNotWritten
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = run_pipeline(config, address=args.address, overwrite=args.overwrite, show_progress=not args.quiet)
     except ConfigError as exc:  # found while preparing the run: input files, stage set-up
         return _fail(f"{args.config}: {exc}")
-    except RunDirConflict as exc:
+    except (RunDirConflict, OutputRefused, RunLocked, InputChanged) as exc:
         return _fail(str(exc))
+    except StatsNotWritten as exc:  # the run's work is done and kept; its statistics could not be written
+        print_result(exc.result)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the run directory cannot be written (read-only, full, not a directory)
+        if exc.filename is None or exc.errno is None:
+            return _fail(str(exc))
+        return _fail(f"{exc.filename}: {exc.strerror} (errno {exc.errno})")
+    except KeyboardInterrupt:
+        print("\ninterrupted; the same command resumes", file=sys.stderr)
+        return 130
+    except Interrupted:
+        print("\nterminated; the same command resumes", file=sys.stderr)
+        return 143
     print_result(result)
     return 0 if result.ok else 1
 

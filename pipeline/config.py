@@ -8,6 +8,7 @@ before any work starts: an unknown key, a wrong type, or an input path that matc
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -200,6 +201,15 @@ class RunConfig(Strict):
         "its global stages and exiting 0; the failed units are listed by name either way, and a re-run retries them.")
     batch_rows: int = Field(256, ge=1, description="Records a worker processes at a time.")
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """The default run directory is runs/<name>: a name is one path component, never `..` or a path."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"{name!r}: a run name is letters, digits, '.', '_' and '-', starting with a letter or "
+                             "digit (it names the folder runs/<name>; use output for another place)")
+        return name
 
     @field_validator("output")
     @classmethod

@@ -1,32 +1,48 @@
-"""The plan of a run: which files, cut into which units. Saved as plan.json so that a re-run resumes the same units.
+"""The plan of a run: which files, cut into which units. Saved as plan.json so that a re-run resumes the same units,
+with each input file's size and modification time so that a re-run refuses input that changed in between.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig
+from pipeline.io.archive_reader import NO_MEMBER
 from pipeline.io.atomic import atomic_write_json
 from pipeline.io.lineage import source_name
-from dataclasses import replace
-
-from pipeline.io.archive_reader import NO_MEMBER
 from pipeline.io.remote import is_uri
+from pipeline.io.storage import StoragePath
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
+from pipeline.output_guard import is_run_file
 
 MB = 1024 * 1024
 AUTO_UNITS = 64
 
 
-def input_files(config: RunConfig, generated: list[str]) -> list[str]:
-    """Every input file once, in a stable order."""
-    files = {os.path.abspath(path) for path in generated}
+class InputChanged(Exception):
+    """An input file changed (or went) since the run was planned: its finished units hold the old content."""
+
+
+def configured_files(config: RunConfig) -> list[str]:
+    """The local files that `input.paths` names, expanded (URIs arrive later, as their cached local copies)."""
+    files: set[str] = set()
     for pattern in config.input.paths:
-        if not is_uri(pattern):  # URIs arrive as `generated`: their cached local copies
+        if not is_uri(pattern):
             files.update(expand_paths(pattern))
+    return sorted(files)
+
+
+def input_files(config: RunConfig, generated: list[str], run_root: StoragePath | None = None) -> list[str]:
+    """Every input file once, in a stable order; never a file the run writes itself (an input glob or folder that
+    contains the run directory would otherwise read the run's own output)."""
+    own = (lambda path: is_run_file(run_root, path)) if isinstance(run_root, Path) else (lambda path: False)
+    files = {os.path.abspath(path) for path in configured_files(config) if not own(path)}
+    files.update(os.path.abspath(path) for path in generated)  # written by the run itself (the demo crawl)
     return sorted(files)
 
 
@@ -38,8 +54,8 @@ def unit_bytes(config: RunConfig, files: list[str]) -> int:
     return int(min(64 * MB, max(1 * MB, total / AUTO_UNITS)))
 
 
-def plan_units(config: RunConfig, generated: list[str] = ()) -> list[Unit]:
-    files = input_files(config, list(generated))
+def plan_units(config: RunConfig, generated: list[str] = (), run_root: StoragePath | None = None) -> list[Unit]:
+    files = input_files(config, list(generated), run_root)
     _check_unique_names(files)
     size = unit_bytes(config, files)
     units = []
@@ -64,12 +80,45 @@ def _check_unique_names(files: list[str]) -> None:
         )
 
 
-def save_plan(path: Path, units: list[Unit]) -> None:
-    atomic_write_json(path, {"units": [unit.to_dict() for unit in units]})
+def save_plan(path: StoragePath, units: list[Unit], inputs: dict[str, dict] | None = None) -> None:
+    """Save the units, and each input file's size and modification time (`inputs`: kept from the saved plan when
+    a re-run only updates units; None: read from the files now)."""
+    if inputs is None:
+        inputs = fingerprints(sorted({unit.path for unit in units}))
+    atomic_write_json(path, {"units": [unit.to_dict() for unit in units], "inputs": inputs})
 
 
-def load_plan(path: Path) -> list[Unit]:
-    return [Unit.from_dict(values) for values in json.loads(path.read_text())["units"]]
+def load_plan(path: StoragePath) -> tuple[list[Unit], dict[str, dict]]:
+    """The saved units, and the saved size and modification time of each input file."""
+    saved = json.loads(path.read_text())
+    return [Unit.from_dict(values) for values in saved["units"]], saved.get("inputs", {})
+
+
+def fingerprints(files: list[str]) -> dict[str, dict]:
+    found = {}
+    for path in files:
+        status = os.stat(path)
+        found[path] = {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
+    return found
+
+
+def check_inputs(saved: dict[str, dict]) -> None:
+    """Raise InputChanged, naming the first input file whose size or modification time is not what was planned."""
+    for path, planned in saved.items():
+        try:
+            now = fingerprints([path])[path]
+        except FileNotFoundError:
+            raise InputChanged(f"input {path} is gone since this run was planned; restore it, or start again with "
+                               "--overwrite") from None
+        if now != planned:
+            what = (f"size {planned['bytes']:,} -> {now['bytes']:,} bytes" if now["bytes"] != planned["bytes"] else
+                    f"modified {_when(planned['mtime_ns'])} -> {_when(now['mtime_ns'])}")
+            raise InputChanged(f"input {path} changed since this run was planned ({what}): the finished units hold "
+                               "its old content; restore it, or start again with --overwrite")
+
+
+def _when(mtime_ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
 
 
 def boundary_fixes(units: list[Unit], members: dict[str, dict]) -> list[Unit]:

@@ -1,6 +1,8 @@
 """Where a run keeps its files. One place that knows the layout, so readers (notebooks, `pipeline stats`) and
 writers agree.
 
+    <run>/_ccpipeline_run.json         marks the directory as a run directory (written first; see output_guard.py)
+    <run>/_lock.json                   who runs in it now (see run_lock.py)
     <run>/config.yaml                  resolved config, with versions
     <run>/plan.json                    the units of work
     <run>/documents/part-<unit>.parquet   kept documents
@@ -18,13 +20,18 @@ The run directory may be on local disk or on an object store (pipeline/io/storag
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import yaml
 
 from pipeline.io.atomic import atomic_write_bytes
-from pipeline.io.storage import StoragePath, remove_tree
+from pipeline.io.storage import RemotePath, StoragePath
+from pipeline.output_guard import TEMPORARY_NAME, check_output, clear_run_dir, is_run_entry, read_marker, write_marker
+from pipeline.run_lock import Fence, RunLock
 
 # Settings that change how a run executes, not what it produces: a resume may change them.
 _EXECUTION_KEYS = ("ray", "output")
@@ -123,28 +130,72 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def prepare_run_dir(run: RunDir, resolved_config: dict, overwrite: bool) -> bool:
-    """Create or reuse the run directory and save the resolved config; True when resuming an earlier run.
+@dataclass
+class OpenRun:
+    """A run directory this process holds: whether it resumes an earlier run, the fence its workers check, and
+    the entries --overwrite left because a run does not write them."""
+
+    resuming: bool
+    fence: Fence
+    kept_entries: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def open_run_dir(run: RunDir, resolved_config: dict, overwrite: bool, inputs: Iterable[str] = ()) -> Iterator[OpenRun]:
+    """Check, mark, lock and (with `overwrite`) clear the run directory, save the resolved config, and hold the
+    lock until the block ends. Raises OutputRefused, RunLocked or RunDirConflict (before touching anything).
 
     Resuming is only allowed with the same config (execution settings aside): mixing outputs of two configs in one
     run directory would give a result that no config describes.
     """
-    if overwrite:
-        remove_tree(run.root)
-    resuming = run.config_file.exists()
-    if resuming:
-        saved = yaml.safe_load(run.config_file.read_text()) or {}
-        difference = first_difference(_outcome_settings(saved.get("config", {})), _outcome_settings(resolved_config))
-        if difference is not None:
-            raise RunDirConflict(
-                f"{run.root} holds a run made with another config (differs at {difference}); "
-                "use --overwrite to replace it, or --output for a new run directory"
-            )
-        for leftover in run.root.rglob(".*.tmp"):  # written by a process killed before its rename
-            leftover.unlink()
-    document = {"config": resolved_config, "versions": package_versions()}
-    atomic_write_bytes(run.config_file, yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode())
-    return resuming
+    check_output(run.root, overwrite, inputs)
+    if read_marker(run.root) is None:
+        write_marker(run.root, str(resolved_config.get("name", "")))
+    lock = RunLock(run.root)
+    with lock:
+        kept = clear_run_dir(run.root) if overwrite else []
+        resuming = run.config_file.exists()
+        if resuming:
+            saved = yaml.safe_load(run.config_file.read_text()) or {}
+            difference = first_difference(_outcome_settings(saved.get("config", {})),
+                                          _outcome_settings(resolved_config))
+            if difference is not None:
+                raise RunDirConflict(
+                    f"{run.root} holds a run made with another config (differs at {difference}); "
+                    "use --overwrite to replace it, or --output for a new run directory"
+                )
+            remove_temporaries(run.root)
+        document = {"config": resolved_config, "versions": package_versions()}
+        atomic_write_bytes(run.config_file, yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode())
+        yield OpenRun(resuming, lock.fence, kept)
+
+
+def remove_temporaries(root: StoragePath) -> int:
+    """Remove the temporary files of atomic writes (a process killed before its rename) from the entries a run
+    writes, never elsewhere; returns how many. Only while holding the run's lock, with no worker running."""
+    removed = 0
+    for path in _run_files(root):
+        if TEMPORARY_NAME.match(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _run_files(root: StoragePath) -> Iterator[StoragePath]:
+    """Every file in the run-written entries of `root`, without following symbolic links."""
+    if isinstance(root, RemotePath):
+        for entry in root.iterdir():
+            if is_run_entry(entry.name):
+                yield from (entry.rglob("*") if entry.is_dir() else [entry])
+        return
+    for entry in os.scandir(root):
+        if not is_run_entry(entry.name):
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
+            continue
+        for folder, directories, names in os.walk(entry.path):  # does not descend into linked folders
+            yield from (Path(folder) / name for name in names)
 
 
 def _outcome_settings(config: dict) -> dict:

@@ -1,25 +1,26 @@
-"""Run a config on Ray: plan units, process the unfinished ones on a pool of workers, merge the statistics.
+"""Run a config on Ray: plan units, process the unfinished ones on a pool of workers, bring the global stages up to
+date (pipeline/global_stages.py), merge the statistics.
 
-With pipeline/dedup_runner.py and pipeline/tokenize_runner.py, the only modules that import ray. The per-document
-pass is a pool of plain Ray actors, one per worker, each building the stages once (`UnitActor`); the driver hands
-each idle actor the next unit, the actor reads it, runs every per-document stage and writes the unit's output and
-marker, and answers with one short string. Documents never travel through the object store; workers read their
-byte range of the input themselves. Plain actors rather than a Ray Data actor pool: Ray Data's operators,
-scheduling loop and helper actors cost a second or two of start-up per process and several percent of the CPU
-for what is a work queue of a few hundred items (benchmarks: README, Performance).
+With global_stages.py, ray_session.py, dedup_runner.py and tokenize_runner.py, the only modules that import ray.
+The run directory is checked, locked and (with --overwrite) cleared before anything else (run_dir.open_run_dir).
+The per-document pass is a pool of plain Ray actors, one per worker, each building the stages once (`UnitActor`);
+the driver hands each idle actor the next unit, the actor reads it, runs every per-document stage and writes the
+unit's output and marker, and answers with one short string. Documents never travel through the object store;
+workers read their byte range of the input themselves. Plain actors rather than a Ray Data actor pool: Ray Data's
+operators, scheduling loop and helper actors cost a second or two of start-up per process and several percent of
+the CPU for what is a work queue of a few hundred items (benchmarks: README, Performance).
 
-With no address, an embedded local Ray sized to the machine is started (no dashboard) and stopped at the end;
-with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster. A run too small to pay for Ray's
-start-up (input under `ray.in_process_max_mb`, no global stage but dedup, no cluster, no Ray already running in
-this process) runs in this process instead: the same UnitWorker and dedup functions, the same output, and Ray is
-never imported.
+With no address, an embedded local Ray sized to the machine is started (no dashboard, see ray_session.py) and
+stopped at the end; with `--address` / RAY_ADDRESS / `ray.address`, the run joins that cluster. A run too small to
+pay for Ray's start-up (input under `ray.in_process_max_mb`, no global stage but dedup, no cluster, no Ray already
+running in this process) runs in this process instead: the same UnitWorker and dedup functions, the same output,
+and Ray is never imported.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 import threading
@@ -29,14 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config import ConfigError, RunConfig, StageResources
-from pipeline.io.atomic import atomic_write_json
-from pipeline.io.storage import StoragePath, storage_path
+from pipeline.config import ConfigError, RunConfig
+from pipeline.global_stages import (IN_PROCESS_GLOBAL_STAGES, clear_stale, current_stages, documents_digest,
+                                    run_global_stages, stage_tally)
+from pipeline.io.storage import storage_path
 from pipeline.io.units import Unit
-from pipeline.plan import boundary_fixes, load_plan, plan_units, save_plan
+from pipeline.plan import boundary_fixes, check_inputs, configured_files, load_plan, plan_units, save_plan
 from pipeline.progress import ProgressPrinter
-from pipeline.run_dir import RunDir, prepare_run_dir
-from pipeline.stats import StageTally, accounting_problems, merge_tallies, write_run_stats
+from pipeline.ray_session import connect_ray
+from pipeline.run_dir import OpenRun, RunDir, open_run_dir, remove_temporaries
+from pipeline.run_lock import Fence
+from pipeline.stats import StageTally, StatsNotWritten, accounting_problems, merge_tallies, write_run_stats
 from pipeline.summary import documents_kept, format_funnel, records_read
 from pipeline.unit_work import UnitWorker
 from stages import STAGES
@@ -46,17 +50,16 @@ if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorHandle
 
-LOCAL_OBJECT_STORE_MB = 512
 # A unit whose worker dies (out of memory, lost node, a crash in native code) is retried this often on the
 # restarted worker before it is reported as failed.
 UNIT_RETRIES = 3
 PROGRESS_INTERVAL_S = 1.0
-# Ray's chatter that says nothing to a pipeline user: our own progress line and summary replace it.
-_QUIET_LOGGERS = {
-    "ray.data": logging.WARNING,
-    "ray.data._internal.progress": logging.ERROR,
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,
-}
+# What a worker answers for a unit when it could not build its stages: the unit goes to another worker.
+SETUP_FAILED = "WorkerSetupError: "
+
+
+class WorkerSetupError(ConfigError):
+    """No worker could build the stages (a model or word list missing where the workers run)."""
 
 
 @dataclass
@@ -70,10 +73,15 @@ class RunResult:
     failed_stages: dict[str, str] = field(default_factory=dict)  # global stages that could not finish, and why
     failures_within_budget: bool = False  # the failed units are within max_failed_share
     in_process: bool = False  # small enough to run without Ray (ray.in_process_max_mb)
+    markers: list[dict] = field(default_factory=list, repr=False)  # the finished units' markers
+    accounting: list[str] = field(default_factory=list)  # where the books do not close (accounting_problems)
+    kept_entries: list[str] = field(default_factory=list)  # what --overwrite left: not written by a run
+    ray_address: str | None = None  # the Ray cluster the run used (its GCS address); None: no Ray
 
     @property
     def ok(self) -> bool:
-        return (not self.failed_units or self.failures_within_budget) and not self.failed_stages
+        return ((not self.failed_units or self.failures_within_budget) and not self.failed_stages
+                and not self.accounting)
 
 
 class UnitCounts:
@@ -97,15 +105,24 @@ class UnitCounts:
 
 class UnitActor:
     """One document worker: builds the stages once, then processes the units it is handed, one at a time. Ray
-    restarts it when its process dies and retries the unit it held (UNIT_RETRIES)."""
+    restarts it when its process dies and retries the unit it held (UNIT_RETRIES). A worker that cannot build its
+    stages answers every unit with SETUP_FAILED and its error, so that the runner stops giving it units."""
 
-    def __init__(self, config: dict, run_dir: str, board: "ActorHandle | None"):
-        self.worker = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir))
+    def __init__(self, config: dict, run_dir: str, fence: dict, board: "ActorHandle | None"):
         self.report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
+        try:
+            self.worker: UnitWorker | None = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir),
+                                                        Fence(**fence))
+            self.setup_error = ""
+        except Exception as exc:
+            self.worker = None
+            self.setup_error = f"{SETUP_FAILED}on {os.uname().nodename}: {_error_text(exc)}"
 
     def process(self, encoded: str) -> str:
         """Process one unit (as JSON); returns "" or the error that failed it (one broken unit must not stop the
         others: it is reported by name)."""
+        if self.worker is None:
+            return self.setup_error
         unit = Unit.from_dict(json.loads(encoded))
         try:
             self.worker.process(unit, report=self.report)
@@ -115,7 +132,8 @@ class UnitActor:
 
     def close(self) -> None:
         """Stop the stages' child processes (the extraction sandbox) before the actor is killed."""
-        self.worker.close()
+        if self.worker is not None:
+            self.worker.close()
 
 
 def _error_text(exc: Exception) -> str:
@@ -136,98 +154,75 @@ def _ray_classes() -> tuple:
 def run_pipeline(
     config: RunConfig, address: str | None = None, overwrite: bool = False, show_progress: bool = True
 ) -> RunResult:
-    """Run (or resume) a config end to end; returns the merged funnel and any units that failed."""
+    """Run (or resume) a config end to end; returns the merged funnel and any units that failed.
+
+    Raises OutputRefused, RunLocked, RunDirConflict, InputChanged or ConfigError before any work starts."""
     started = time.monotonic()
     run = RunDir(config.run_dir())
-    resuming = prepare_run_dir(run, config.resolved(), overwrite)
+    with open_run_dir(run, config.resolved(), overwrite, configured_files(config)) as opened:
+        result = _run_in(config, run, opened, address or config.ray.address, show_progress)
+        result.seconds = time.monotonic() - started
+        try:
+            write_run_stats(run.stats, result.funnel, result.markers, _summary(config, result))
+            remove_temporaries(run.root)  # of workers killed in this run or an earlier one: a finished run has none
+        except OSError as exc:
+            raise StatsNotWritten(f"statistics not written to {run.stats}: {exc.strerror or exc} (errno "
+                                  f"{exc.errno}); the run's other output is kept, and the same command writes them",
+                                  result) from None
+    return result
+
+
+def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None, show_progress: bool) -> RunResult:
     generated = _demo_crawl_files(config, run)
     crawl_files, download_failures = _remote_files(config)
     generated += crawl_files
-    if resuming and run.plan_file.exists():
-        units = load_plan(run.plan_file)
+    inputs = None
+    if opened.resuming and run.plan_file.exists():
+        units, inputs = load_plan(run.plan_file)
+        check_inputs(inputs)
     else:
-        units = plan_units(config, generated)
+        units = plan_units(config, generated, run.root)
         if not download_failures:  # else the next run plans again, with the files that arrive then
             save_plan(run.plan_file, units)
     done = run.done_units()
     pending = [unit for unit in units if unit.id not in done]
-    global_pending = [(name, settings) for name, settings in config.global_stages() if not _global_done(run, name)]
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
-    in_process = _runs_in_process(config, address or config.ray.address, units)
-    if pending or global_pending:
-        worker_config = prepare_stages(config, run)
-        started_here = False if in_process else connect_ray(config, address or config.ray.address)
-        try:
-            if pending:
-                failed.update(_process_units(pending, worker_config, run, show_progress, in_process))
-                units = _fix_unit_boundaries(units, worker_config, run, failed, in_process)
-            if _within_budget(failed, len(units) + len(download_failures), config.max_failed_share):
-                # a global stage over part of the input describes only that part: allowed within the budget
-                for name, settings in global_pending:
-                    try:
-                        _run_global(name, settings, config, run, show_progress, in_process)
-                    except Exception as exc:  # reported by name; the stages after it need its output
-                        failed_stages[name] = _error_text(exc)
-                        break
-        finally:
-            if started_here:
-                import ray
+    stale_globals = len(current_stages(config, run, documents_digest(run.documents))) < len(config.global_stages())
+    in_process = _runs_in_process(config, address, units)
+    worker_config = prepare_stages(config, run) if pending or stale_globals else {}
+    started_here = False if in_process or not worker_config else connect_ray(address, config.ray.object_store_mb)
+    ray_address = None if in_process or not worker_config else _ray_address()
+    try:
+        if pending:
+            failed.update(_process_units(pending, worker_config, run, opened.fence, show_progress, in_process))
+            units = _fix_unit_boundaries(units, worker_config, run, opened.fence, failed, inputs, in_process)
+        done = run.done_units()
+        markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
+        funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
+        within_budget = _within_budget(failed, len(units) + len(download_failures), config.max_failed_share)
+        digest = documents_digest(run.documents)
+        clear_stale(config, run, digest)
+        if within_budget and not accounting_problems(funnel, markers):
+            # a global stage over part of the input describes only that part: allowed within the budget
+            failed_stages = run_global_stages(config, run, digest, funnel[-1].kept if funnel else 0, show_progress,
+                                              in_process, _error_text)
+    finally:
+        if started_here:
+            import ray
 
-                ray.shutdown()
-    done = run.done_units()
-    markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
-    funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
-    funnel += [_global_tally(run, name) for name, _ in config.global_stages() if _global_done(run, name)]
-    result = RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, time.monotonic() - started,
-                       failed_stages,
-                       bool(failed) and _within_budget(failed, len(units) + len(download_failures),
-                                                       config.max_failed_share), in_process)
-    write_run_stats(run.stats, funnel, markers, _summary(config, result))
-    return result
+            ray.shutdown()
+    funnel += [stage_tally(run, name) for name in current_stages(config, run, digest)]
+    return RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, 0.0, failed_stages,
+                     bool(failed) and within_budget, in_process, markers=markers,
+                     accounting=accounting_problems(funnel, markers), kept_entries=opened.kept_entries,
+                     ray_address=ray_address)
 
 
-def _global_marker(run: RunDir, name: str) -> StoragePath:
-    return run.root / STAGES[name].directory / "_done.json"
+def _ray_address() -> str:
+    import ray
 
-
-def _global_done(run: RunDir, name: str) -> bool:
-    return _global_marker(run, name).exists()
-
-
-def _global_tally(run: RunDir, name: str) -> StageTally:
-    return StageTally.from_dict(json.loads(_global_marker(run, name).read_text())["stage"])
-
-
-def _global_source(config: RunConfig, run: RunDir, name: str) -> StoragePath:
-    """The documents a global stage reads: those of the last earlier global stage that writes documents (dedup),
-    else what the per-document stages kept."""
-    source = run.documents
-    for earlier, _ in config.global_stages():
-        if earlier == name:
-            break
-        if STAGES[earlier].writes_documents:
-            source = run.root / STAGES[earlier].directory / "documents"
-    return source
-
-
-def _run_train(settings, run: RunDir, show_progress: bool) -> None:
-    """The trainer, on this machine (not a Ray worker), on the run's shards; its counts and final figures go to
-    <run>/train/_done.json."""
-    from pipeline.train.settings import TrainConfig
-    from pipeline.train.train import train
-
-    started = time.monotonic()
-    config = TrainConfig(**settings.model_dump(), shards=str(run.shards), out_dir=str(run.train))
-    figures = train(config, log=(lambda line: print(f"  train {line}", flush=True)) if show_progress else
-                    (lambda line: None))
-    documents = json.loads((run.shards / "manifest.json").read_text())["documents"]
-    tally = StageTally("train", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
-    atomic_write_json(run.train / "_done.json", {"stage": tally.to_dict(), "final": figures})
-
-
-# Global stages that can run in this process, on a run small enough (see _runs_in_process).
-IN_PROCESS_GLOBAL_STAGES = {"dedup"}
+    return ray.get_runtime_context().gcs_address
 
 
 def _runs_in_process(config: RunConfig, address: str | None, units: list[Unit]) -> bool:
@@ -245,45 +240,6 @@ def _runs_in_process(config: RunConfig, address: str | None, units: list[Unit]) 
     except OSError:  # not a local file: leave it to Ray
         return False
     return size <= limit_mb * 1024 * 1024
-
-
-def _run_global(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False,
-                in_process: bool = False) -> None:
-    """Run one global stage over the documents it reads (see _global_source), its tasks asking Ray for what
-    ray.stages.<name> says, or (in_process) in this process."""
-    source = _global_source(config, run, name)
-    if in_process and name == "dedup":
-        from pipeline.dedup_runner import run_dedup
-
-        run_dedup(settings, run, source=source, rejects=config.rejects, workers=1, in_process=True)
-        return
-    import ray
-
-    resources = config.ray.stages.get(name, StageResources())
-    options = resources.ray_options()
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
-    # Imported here: they import Ray Data, which a run without global stages never needs (2 s of start-up).
-    from ray.data import DataContext
-
-    from pipeline.dedup_runner import run_dedup
-    from pipeline.tokenize_runner import run_tokenize, run_tokenizer
-
-    context = DataContext.get_current()  # our progress line and summary replace Ray Data's
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-    if name == "dedup":
-        run_dedup(settings, run, source=source, rejects=config.rejects, workers=workers, options=options)
-    elif name == "tokenizer":
-        run_tokenizer(settings, run, source=source, workers=workers, options=options)
-    elif name == "tokenize":
-        run_tokenize(settings, run, source=source, workers=workers, options=options)
-    elif name == "train" and resources.gpus:  # on a node with a GPU, as one Ray task
-        ray.get(ray.remote(_run_train).options(**options).remote(settings, run, show_progress))
-    elif name == "train":
-        _run_train(settings, run, show_progress)
-    else:
-        raise NotImplementedError(f"no runner for global stage {name}")
 
 
 def prepare_stages(config: RunConfig, run: RunDir) -> dict:
@@ -355,12 +311,13 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
         "output": str(RunDir(result.run_dir).output_documents),
         "wall_seconds": round(result.seconds, 3),
         "executor": "in_process" if result.in_process else "ray",
-        "accounting_problems": accounting_problems(result.funnel),
+        "ray_address": result.ray_address,
+        "accounting_problems": result.accounting,
     }
 
 
-def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: dict[str, str],
-                         in_process: bool = False) -> list[Unit]:
+def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, fence: Fence, failed: dict[str, str],
+                         inputs: dict | None, in_process: bool = False) -> list[Unit]:
     """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
     for _ in range(len(units)):
         done = run.done_units()
@@ -373,15 +330,15 @@ def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, failed: d
                 path.unlink(missing_ok=True)
         fixed = {unit.id: unit for unit in fixes}
         units = [fixed.get(unit.id, unit) for unit in units]
-        save_plan(run.plan_file, units)
-        failed.update(_process_units(fixes, config, run, show_progress=False, in_process=in_process))
+        save_plan(run.plan_file, units, inputs)
+        failed.update(_process_units(fixes, config, run, fence, show_progress=False, in_process=in_process))
     return units
 
 
-def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: bool,
+def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, show_progress: bool,
                    in_process: bool = False) -> dict[str, str]:
     """Process units on the connected Ray (or in this process) with the prepared config; returns {unit id: error}
-    for failed units."""
+    for failed units. Raises WorkerSetupError when no worker can build the stages."""
     if in_process:
         return _process_units_in_process(units, config, run, show_progress)
     import ray
@@ -397,10 +354,12 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
     # The board only feeds the progress line: without one, no actor (a process) and no call per batch.
     board = ProgressBoard.remote() if show_progress else None
     run_dir = str(run.root.resolve())
-    actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, board) for _ in range(workers)]
+    actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, fence.to_dict(), board)
+              for _ in range(workers)]
     queue = list(reversed(units))  # popped from the end: units start in plan order
     running: dict = {}  # result ref -> (unit, actor)
     failed: dict[str, str] = {}
+    setup_errors: list[str] = []
     done = [0]
     printer = ProgressPrinter(len(units)) if show_progress else None
     stop = threading.Event()
@@ -408,20 +367,26 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
     if printer is not None:
         poller.start()
     try:
-        for actor in actors:  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
-            if queue:
-                unit = queue.pop()
+        idle = list(actors)  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
+        while queue or running:
+            while queue and idle:
+                unit, actor = queue.pop(), idle.pop()
                 running[actor.process.remote(json.dumps(unit.to_dict()))] = (unit, actor)
-        while running:
+            if not running:  # units left, and no worker that can take them
+                raise WorkerSetupError(f"no worker could build the stages; the first said: "
+                                       f"{setup_errors[0].removeprefix(SETUP_FAILED)}")
             ready, _ = ray.wait(list(running), num_returns=1)
             unit, actor = running.pop(ready[0])
             error = _unit_error(ready[0])
+            if error.startswith(SETUP_FAILED):  # not the unit's fault: another worker takes it; this one stops
+                setup_errors.append(error)
+                queue.append(unit)
+                ray.kill(actor)
+                continue
             done[0] += 1
             if error:
                 failed[unit.id] = error
-            if queue:
-                following = queue.pop()
-                running[actor.process.remote(json.dumps(following.to_dict()))] = (following, actor)
+            idle.append(actor)
     finally:
         stop.set()
         if printer is not None:
@@ -437,7 +402,10 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, show_progress: 
 
 def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
     """The per-document pass of a small run: one UnitWorker in this process, the units one after the other."""
-    worker = UnitWorker(RunConfig.model_validate(config), run.root)
+    try:
+        worker = UnitWorker(RunConfig.model_validate(config), run.root)
+    except Exception as exc:
+        raise WorkerSetupError(f"the stages could not be built: {type(exc).__name__}: {exc}") from None
     counts = UnitCounts()
     printer = ProgressPrinter(len(units)) if show_progress else None
     failed: dict[str, str] = {}
@@ -499,36 +467,13 @@ def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threa
         printer.update(ray.get(board.totals.remote()), done[0])
 
 
-def connect_ray(config: RunConfig, address: str | None) -> bool:
-    """Join the given cluster, or start an embedded local Ray; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for name, level in _QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return True
-    object_store_mb = config.ray.object_store_mb or LOCAL_OBJECT_STORE_MB
-    ray.init(  # CPUs: Ray's own count, which honours container (cgroup) limits
-        include_dashboard=False,
-        object_store_memory=object_store_mb * 1024 * 1024,
-        logging_level=logging.WARNING,
-    )
-    return True
-
-
 def print_result(result: RunResult) -> None:
     """The one-screen summary printed at the end of `pipeline run`."""
     resumed = f", {result.units_resumed} done earlier" if result.units_resumed else ""
     where = " in this process (a small input: no Ray started)" if result.in_process else ""
     print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s{where}: {result.units_total} units{resumed}")
     print(format_funnel(result.funnel))
-    problems = accounting_problems(result.funnel)
-    for problem in problems:
+    for problem in result.accounting:
         print(f"ACCOUNTING ERROR: {problem}")
     for unit_id, error in result.failed_units.items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
@@ -553,3 +498,7 @@ def print_result(result: RunResult) -> None:
                   f"{final['val_perplexity']:.1f}); sample it: pipeline sample --checkpoint {done.parent}")
     if result.failed_stages:
         print("Run the same command again to retry the failed stage; finished steps are not redone.")
+    if result.accounting:
+        print("The books of this run do not close (see ACCOUNTING ERROR above): its output is not to be trusted.")
+    if result.kept_entries:
+        print(f"--overwrite left what a run does not write in {result.run_dir}: {', '.join(result.kept_entries)}")

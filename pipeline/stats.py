@@ -16,7 +16,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.io.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.io.atomic import atomic_write_files, json_bytes, parquet_bytes
 from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
 
 EXAMPLES_PER_REASON = 3
@@ -130,9 +130,16 @@ def merge_tallies(per_unit: Iterable[list[StageTally]]) -> list[StageTally]:
     return list(merged.values())
 
 
-def accounting_problems(funnel: list[StageTally]) -> list[str]:
-    """Where the books do not balance (empty when every record is accounted for)."""
+def accounting_problems(funnel: list[StageTally], markers: Iterable[dict] = ()) -> list[str]:
+    """Where the books do not balance (empty when every record is accounted for): a stage whose rows in are not
+    its kept, dropped and failed rows; a stage that received other than what the one before it kept; a unit whose
+    documents part holds other than what its last stage kept (`markers`: the finished units' markers)."""
     problems = []
+    for marker in markers:
+        last = marker["stages"][-1]
+        if marker["documents"] != last["kept"]:
+            problems.append(f"unit {marker['unit']}: wrote {marker['documents']} documents but {last['stage']} kept "
+                            f"{last['kept']}")
     for tally in funnel:
         if tally.rows_in != tally.kept + tally.dropped_total + tally.failed_total:
             problems.append(
@@ -143,6 +150,14 @@ def accounting_problems(funnel: list[StageTally]) -> list[str]:
         if after.rows_in != before.kept:
             problems.append(f"{after.stage} received {after.rows_in} rows but {before.stage} kept {before.kept}")
     return problems
+
+
+class StatsNotWritten(Exception):
+    """The run's statistics could not be written (none of them were); carries the run's result for printing."""
+
+    def __init__(self, message: str, result: object):
+        super().__init__(message)
+        self.result = result
 
 
 def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict], summary: dict) -> None:
@@ -180,11 +195,13 @@ def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict]
         for unit in units
         for tally in unit["stages"]
     ]
-    atomic_write_parquet(stats_dir / "funnel.parquet", pa.Table.from_pylist(funnel_rows, schema=_FUNNEL_SCHEMA))
-    atomic_write_parquet(stats_dir / "reasons.parquet", pa.Table.from_pylist(reason_rows, schema=_REASONS_SCHEMA))
-    atomic_write_parquet(stats_dir / "examples.parquet", pa.Table.from_pylist(example_rows, schema=_EXAMPLES_SCHEMA))
-    atomic_write_parquet(stats_dir / "units.parquet", pa.Table.from_pylist(unit_rows, schema=_UNITS_SCHEMA))
-    atomic_write_json(stats_dir / "summary.json", {**summary, "stages": [tally.to_dict() for tally in funnel]})
+    atomic_write_files({  # all or none: summary.json, which readers look for first, is renamed last
+        stats_dir / "funnel.parquet": parquet_bytes(pa.Table.from_pylist(funnel_rows, schema=_FUNNEL_SCHEMA)),
+        stats_dir / "reasons.parquet": parquet_bytes(pa.Table.from_pylist(reason_rows, schema=_REASONS_SCHEMA)),
+        stats_dir / "examples.parquet": parquet_bytes(pa.Table.from_pylist(example_rows, schema=_EXAMPLES_SCHEMA)),
+        stats_dir / "units.parquet": parquet_bytes(pa.Table.from_pylist(unit_rows, schema=_UNITS_SCHEMA)),
+        stats_dir / "summary.json": json_bytes({**summary, "stages": [tally.to_dict() for tally in funnel]}),
+    })
 
 
 def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:

@@ -21,6 +21,7 @@ from pipeline.io.storage import StoragePath, storage_path
 from pipeline.io.text_reader import TextFields
 from pipeline.io.units import Unit, read_unit
 from pipeline.run_dir import RunDir
+from pipeline.run_lock import Fence
 from pipeline.schema import LINEAGE_SCHEMA, OUTCOME_FIELDS, RECORD_SCHEMA, TEXT
 from pipeline.stats import READ_STAGE, StageTally
 from stages import STAGES, Stage
@@ -52,8 +53,11 @@ def rejects_schema(documents: pa.Schema) -> pa.Schema:
 class UnitWorker:
     """Builds the stages once; `process(unit)` runs one unit end to end and returns its marker."""
 
-    def __init__(self, config: RunConfig, run_dir: StoragePath):
+    def __init__(self, config: RunConfig, run_dir: StoragePath, fence: Fence | None = None):
+        """`fence`: checked before a unit's files are touched and before they are committed, so that a worker
+        whose run has ended or been superseded writes nothing (None: the worker runs in the driver itself)."""
         self.config = config
+        self.fence = fence
         self.run_dir = RunDir(storage_path(run_dir))
         self.stages: list[Stage] = [STAGES[name](settings) for name, settings in config.document_stages()]
         self.read_options = ReadOptions(
@@ -66,16 +70,18 @@ class UnitWorker:
 
     def process(self, unit: Unit, report: ProgressReport | None = None) -> dict:
         started = time.perf_counter()
+        self._check_fence()
+        for earlier in (self.run_dir.document_part(unit.id), self.run_dir.reject_part(unit.id)):
+            earlier.unlink(missing_ok=True)  # of an attempt killed after its rename: it has no marker to vouch for it
         tallies = [StageTally(READ_STAGE)] + [StageTally(stage.name) for stage in self.stages]
         documents = AtomicParquetWriter(self.run_dir.document_part(unit.id), self.documents_schema)
-        rejects = (
-            AtomicParquetWriter(self.run_dir.reject_part(unit.id), rejects_schema(self.documents_schema))
-            if self.config.rejects
-            else None
-        )
-        writers = [writer for writer in (documents, rejects) if writer is not None]
+        writers = [documents]
+        rejects = None
         span = MemberSpan()
         try:
+            if self.config.rejects:
+                rejects = AtomicParquetWriter(self.run_dir.reject_part(unit.id), rejects_schema(self.documents_schema))
+                writers.append(rejects)
             for records, read_seconds in self._record_batches(unit, span):
                 kept = self._account(tallies[0], records, read_seconds, rejects=None)
                 for stage, tally in zip(self.stages, tallies[1:]):
@@ -91,12 +97,18 @@ class UnitWorker:
                 documents.write(kept)
                 if report is not None:
                     report(unit.id, [tally.to_dict() for tally in tallies])
+            self._check_fence()
         except BaseException:
             for writer in writers:
                 writer.abort()
             raise
-        for writer in writers:
-            writer.commit()
+        for index, writer in enumerate(writers):
+            try:
+                writer.commit()
+            except BaseException:  # (a full disk) the writers not yet committed are given up too
+                for later in writers[index + 1:]:
+                    later.abort()
+                raise
         marker = {
             "unit": unit.id,
             "path": unit.path,
@@ -106,8 +118,17 @@ class UnitWorker:
             "members": {"first": span.first, "next": span.next},
             "stages": [tally.to_dict() for tally in tallies],
         }
-        atomic_write_json(self.run_dir.marker(unit.id), marker)
+        try:
+            atomic_write_json(self.run_dir.marker(unit.id), marker)
+        except BaseException:  # parts without a marker would be read by the global stages: take them back
+            for writer in writers:
+                writer.final.unlink(missing_ok=True)
+            raise
         return marker
+
+    def _check_fence(self) -> None:
+        if self.fence is not None:
+            self.fence.check()
 
     def _record_batches(self, unit: Unit, span: MemberSpan) -> Iterator[tuple[pa.Table, float]]:
         """The unit's records as Arrow batches, bounded by rows and by payload bytes, with the time spent reading."""

@@ -46,7 +46,8 @@ import ray
 
 from pipeline.config import RunConfig
 from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
-from pipeline.runner import RunResult, connect_ray, run_pipeline
+from pipeline.ray_session import connect_ray
+from pipeline.runner import RunResult, run_pipeline
 from pipeline.stats import StageTally, accounting_problems
 from pipeline.summary import records_read
 from stages.extract import ExtractConfig, make_extractor
@@ -220,7 +221,7 @@ def start_ray_like_runner(files: list[str], settings: ExtractConfig, args: argpa
     """Start Ray with the runner's own connect function (same arguments); returns the seconds it took."""
     config = build_config(files, tmp / "unused", settings, args.workers)
     started = time.perf_counter()
-    connect_ray(config, None)
+    connect_ray(None, config.ray.object_store_mb)
     return time.perf_counter() - started
 
 

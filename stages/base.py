@@ -83,6 +83,10 @@ class GlobalStage(StageKind):
     directory: ClassVar[str]
     # Whether it writes documents (a documents/ folder in `directory`) that later stages read instead.
     writes_documents: ClassVar[bool] = False
+    # Whether it reads documents (the run's, or those of an earlier stage that writes them); train reads shards.
+    reads_documents: ClassVar[bool] = True
+    # Outputs outside `directory` (paths relative to the run directory), removed with it when its input changed.
+    other_outputs: ClassVar[tuple[str, ...]] = ()
 
 
 class Stage(StageKind):

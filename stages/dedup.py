@@ -41,3 +41,4 @@ class Dedup(GlobalStage):
     Config = DedupConfig
     directory = "dedup"
     writes_documents = True
+    other_outputs = ("rejects/dedup",)

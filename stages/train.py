@@ -22,6 +22,7 @@ class Train(GlobalStage):
     name = "train"
     Config = TrainStageConfig
     directory = "train"
+    reads_documents = False
 
     @classmethod
     def prepare(cls, config: TrainStageConfig, workspace: Path) -> TrainStageConfig:

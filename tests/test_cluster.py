@@ -38,7 +38,8 @@ def ray_head():
     """A head node in its own process group (`--block`), so that the teardown stops this cluster and no other.
     It declares one GPU (a logical resource: Ray schedules by it, nothing checks the hardware), so that a stage
     that asks for a GPU has a node to go to."""
-    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Unix socket paths have a length limit
+    base = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Unix socket paths have a length limit
+    temp_dir = os.path.join(base, "ray")  # so that <base>/ray/ray_current_cluster names this head (RAY_TMPDIR)
     port, dashboard = free_port(), free_port()
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
@@ -50,12 +51,14 @@ def ray_head():
     while True:
         try:
             urllib.request.urlopen(f"{dashboard_url}/api/version", timeout=2).read()
-            break
+            if os.path.exists(os.path.join(temp_dir, "ray_current_cluster")):  # written last by `ray start`
+                break
         except OSError:
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the Ray head node did not start") from None
-            time.sleep(0.5)
-    yield {"address": f"127.0.0.1:{port}", "dashboard": dashboard_url}
+            pass
+        if head.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("the Ray head node did not start")
+        time.sleep(0.5)
+    yield {"address": f"127.0.0.1:{port}", "dashboard": dashboard_url, "ray_tmpdir": base}
     os.killpg(head.pid, signal.SIGTERM)
     try:
         head.wait(timeout=15)
@@ -66,7 +69,7 @@ def ray_head():
     except ProcessLookupError:
         pass
     head.wait()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,22 @@ def test_a_driver_joins_the_cluster_with_address(ray_head, config, tmp_path):
     assert ids(tmp_path / "joined") == run_locally(config, tmp_path / "local")
 
 
+def test_a_ray_started_on_the_machine_is_not_joined_without_an_address(ray_head, tmp_path, warc_dir):
+    """`ray start` leaves the head's address where `ray.init()` looks (RAY_TMPDIR/ray/ray_current_cluster): a run
+    given no address starts a Ray of its own rather than joining that one by accident."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"name": "own", "input": {"paths": [str(warc_dir / "dolma_wget" / "*.warc.gz")]},
+                                      "stages": ["extract"], "ray": {"in_process_max_mb": 0}}))
+    assert Path(ray_head["ray_tmpdir"], "ray", "ray_current_cluster").read_text().strip() == ray_head["address"]
+    completed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                                str(tmp_path / "run"), "--quiet"], cwd=REPO,
+                               env={**CLUSTER_ENV, "RAY_TMPDIR": ray_head["ray_tmpdir"]}, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = yaml.safe_load((tmp_path / "run" / "stats" / "summary.json").read_text())
+    assert summary["executor"] == "ray" and summary["ray_address"] not in (None, ray_head["address"])
+
+
 def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc_dir, tmp_path):
     """ray.stages: dedup's tasks ask for 2 CPUs, and train (gpus: 1) runs as a Ray task on the node with the GPU
     instead of in the driver; the state API of the head node shows what each task asked for."""
@@ -137,7 +156,7 @@ def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc
                              "--limit", "10000"], env=CLUSTER_ENV, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr[-2000:]
     tasks = yaml.safe_load(listed.stdout)
-    train = [task for task in tasks if task["name"] == "_run_train"]
+    train = [task for task in tasks if task["name"] == "run_train"]
     tasks = [task for task in tasks if task["job_id"] == train[0]["job_id"]]  # this run's, not the other tests'
     assert len(train) == 1 and train[0]["required_resources"]["GPU"] == 1 and train[0]["state"] == "FINISHED"
     signatures = [task for task in tasks if "_signature_rows" in task["name"]]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -143,3 +144,49 @@ def test_a_filesystem_mirror_is_copied_byte_for_byte(tmp_path, warc_dir):
     assert not failures and len(local) == 3
     for path in local:
         assert Path(path).read_bytes() == files["/" + Path(path).relative_to(tmp_path / "cache").as_posix()]
+
+
+def test_a_file_that_arrives_late_brings_every_global_stage_up_to_date_byte_for_byte(tmp_path, warc_dir, local_ray):
+    """A download fails (within max_failed_share), so dedup, tokenizer, tokenize and train run on three files of
+    four and the run exits 0; the same command again fetches the file, processes it, and then must redo every
+    global stage: its output equals a run that never failed, byte for byte (the trained weights exactly)."""
+    torch = pytest.importorskip("torch", reason="the trainer extra (torch==2.13.0) is not installed")
+    files = crawl_tree(warc_dir)
+    broken = sorted(name for name in files if name.endswith(".warc.gz"))[0]
+    stages = ["extract", "dedup", {"tokenizer": {"vocab_size": 4000}}, {"tokenize": {"shard_tokens": 50_000, "validation_fraction": 0.2}},
+              {"train": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32}, "block_size": 32, "batch_size": 4,
+                         "max_steps": 6, "warmup_steps": 1, "eval_interval": 3, "eval_batches": 2, "device": "cpu"}}]
+
+    def run_crawl(name: str, cache: str):
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "name": name, "stages": stages, "max_failed_share": 0.25,
+            "input": {"commoncrawl": {"crawl": CRAWL, "base_url": server.base_url, "retries": 2,
+                                      "cache_dir": str(tmp_path / cache)}}}))
+        return run_pipeline(load_config(config_file, output=str(tmp_path / name)), show_progress=False)
+
+    with FileServer(files) as server:
+        straight = run_crawl("straight", "cache")
+        shutil.rmtree(tmp_path / "cache")  # the same local paths (so the same unit names), downloaded afresh
+        server.faults[broken] = ["503", "503"]
+        first = run_crawl("late", "cache")
+        again = run_crawl("late", "cache")
+    assert straight.ok and not straight.failed_units
+    assert first.ok and list(first.failed_units) == [f"download {broken.lstrip('/')}"]
+    assert first.funnel[0].rows_in < straight.funnel[0].rows_in
+    assert again.ok and not again.failed_units and not again.accounting
+
+    def outputs(run: Path) -> dict[str, bytes]:
+        found = {}
+        for folder in ("documents", "dedup", "tokenizer", "shards"):
+            for path in sorted((run / folder).rglob("*")):
+                if path.is_file() and path.name not in ("_done.json", "_inputs.json", "_graph.npz"):
+                    found[str(path.relative_to(run))] = path.read_bytes().replace(str(run).encode(), b"RUN")
+        return found
+
+    assert outputs(tmp_path / "late") == outputs(tmp_path / "straight")
+    assert [t.to_dict()["kept"] for t in again.funnel] == [t.to_dict()["kept"] for t in straight.funnel]
+    weights = [torch.load(tmp_path / run / "train" / "checkpoint.pt", weights_only=False)["model"]
+               for run in ("late", "straight")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

@@ -177,3 +177,58 @@ def test_a_run_on_s3_equals_the_same_run_on_local_disk(tmp_path, warc_dir, s3_qu
     assert _shard_files(remote / "shards") == _shard_files(local / "shards")
     assert not (Path(REPO) / str(remote)).exists() and not any(Path(REPO).glob("s3:*"))  # nothing went to local disk
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_the_output_rules_hold_on_an_object_store(s3_query):
+    """The same guard as on disk: a prefix holding someone's objects is refused with or without --overwrite, a
+    bucket's root is never cleared, and --overwrite on a run directory removes what a run writes and nothing else."""
+    from pipeline.output_guard import OutputRefused, check_output, clear_run_dir, write_marker
+
+    theirs = s3(s3_query, "theirs")
+    atomic_write_json(theirs / "table.json", {"keep": True})
+    for overwrite in (False, True):
+        with pytest.raises(OutputRefused, match="not a run directory"):
+            check_output(theirs, overwrite=overwrite)
+    with pytest.raises(OutputRefused, match="the root of a bucket"):
+        check_output(RemotePath(f"s3://{BUCKET}?{s3_query}"), overwrite=True)
+    with pytest.raises(OutputRefused, match="holding the input file"):
+        check_output(theirs, overwrite=True, inputs=[str(theirs / "table.json")])
+
+    run = s3(s3_query, "guarded-run")
+    write_marker(run, "t")
+    atomic_write_json(run / "plan.json", {})
+    atomic_write_json(run / "documents" / "part-u.parquet", {})
+    atomic_write_json(run / "notes.json", {"keep": True})
+    assert check_output(run, overwrite=False) is True and check_output(run, overwrite=True) is False
+    assert clear_run_dir(run) == ["notes.json"]
+    assert sorted(entry.name for entry in run.iterdir()) == ["_ccpipeline_run.json", "notes.json"]
+    assert json.loads((theirs / "table.json").read_text()) == {"keep": True}
+
+
+def test_one_run_at_a_time_on_an_object_store_with_a_lease(s3_query, monkeypatch):
+    """The lock is a lease there: a second holder is refused while the first renews it, and takes it over once
+    it was not renewed for STALE_AFTER_S (the clock is moved, not waited for)."""
+    from pipeline import run_lock
+    from pipeline.run_lock import RunFenced, RunLock, RunLocked
+
+    monkeypatch.setattr(run_lock, "READ_BACK_DELAY_S", 0.05)
+    root = s3(s3_query, "leased-run")
+    first = RunLock(root)
+    first.acquire()
+    first.fence.check()
+    with pytest.raises(RunLocked, match=f"in use by another run: pid {os.getpid()}"):
+        RunLock(root).acquire()
+    first.release()
+    assert not (root / "_lock.json").exists()
+
+    first = RunLock(root)
+    first.acquire()
+    first._stop.set()  # the holder stops renewing (a driver that hangs, or a node that vanished)
+    first._heartbeat.join()
+    later = time.time() + run_lock.STALE_AFTER_S + 1
+    monkeypatch.setattr(run_lock.time, "time", lambda: later)
+    second = RunLock(root)
+    second.acquire()
+    with pytest.raises(RunFenced, match="another run holds it now"):
+        first.fence.check()  # the first run's workers write nothing more
+    second.release()

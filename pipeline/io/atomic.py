@@ -1,7 +1,9 @@
 """Atomic writes: a file appears complete under its final name or not at all.
 
 Everything is written to a temporary name in the destination directory and renamed into place, so a run killed
-half-way leaves no half-written output that a re-run (or a notebook) could mistake for a finished one.
+half-way leaves no half-written output that a re-run (or a notebook) could mistake for a finished one. Locally the
+file's data is flushed to disk (fsync) before the rename and the directory after it, so that a marker written
+next never vouches for a file that a power cut could take back.
 
 The destination may be a local Path or a RemotePath (pipeline/io/storage.py). On object stores the rename is a
 server-side copy then a delete: the final key still appears whole or not at all, and a writer that fails is
@@ -30,29 +32,73 @@ def temporary_path(final: StoragePath) -> StoragePath:
 
 
 def replace(temporary: StoragePath, final: StoragePath) -> None:
-    """Rename a finished temporary file to its final name."""
+    """Rename a finished temporary file to its final name, durably: the data is on disk before the name is, and
+    the name is on disk when this returns."""
     if isinstance(final, RemotePath):
         temporary.move(final)
-    else:
-        os.replace(temporary, final)
+        return
+    _fsync(temporary, os.O_RDONLY)
+    os.replace(temporary, final)
+    _fsync(final.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def atomic_write_bytes(final: StoragePath, data: bytes) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(final)
-    if isinstance(temporary, RemotePath):
-        with temporary.filesystem.open_output_stream(temporary.path) as out:
-            out.write(data)
-    else:
-        with open(temporary, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    replace(temporary, final)
+    atomic_write_files({final: data})
+
+
+def _discard(temporary: StoragePath) -> None:
+    """Remove a temporary file that will not be renamed (its write failed); never raises, so that the first error
+    is the one reported."""
+    try:
+        temporary.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def json_bytes(value: object) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=False, default=str) + "\n").encode()
 
 
 def atomic_write_json(final: StoragePath, value: object) -> None:
-    atomic_write_bytes(final, (json.dumps(value, indent=2, sort_keys=False, default=str) + "\n").encode())
+    atomic_write_bytes(final, json_bytes(value))
+
+
+def parquet_bytes(table: pa.Table, **options) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **{**PARQUET_OPTIONS, **options})
+    return sink.getvalue().to_pybytes()
+
+
+def atomic_write_files(contents: dict[StoragePath, bytes]) -> None:
+    """Write one file, or several that belong together: every one under its temporary name first, then, only when
+    all are written, each renamed into place in the order given (the last one is the one a reader checks). A
+    failed write (a full disk) leaves none of them changed and no temporary file."""
+    written: list[tuple[StoragePath, StoragePath]] = []
+    try:
+        for final, data in contents.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = temporary_path(final)
+            written.append((temporary, final))
+            if isinstance(temporary, RemotePath):
+                with temporary.filesystem.open_output_stream(temporary.path) as out:
+                    out.write(data)
+            else:
+                with open(temporary, "wb") as fh:
+                    fh.write(data)
+    except BaseException:
+        for temporary, _ in written:
+            _discard(temporary)
+        raise
+    for temporary, final in written:
+        replace(temporary, final)
 
 
 def atomic_write_parquet(final: StoragePath, table: pa.Table, **options) -> None:
@@ -62,7 +108,7 @@ def atomic_write_parquet(final: StoragePath, table: pa.Table, **options) -> None
     try:
         pq.write_table(table, where, filesystem=filesystem, **{**PARQUET_OPTIONS, **options})
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _discard(temporary)
         raise
     replace(temporary, final)
 
@@ -74,13 +120,17 @@ def publish_file(local: Path, final: StoragePath, keep_local: bool = False) -> N
     if isinstance(final, Path):
         if not keep_local:
             try:
-                os.replace(local, final)
+                replace(local, final)
                 return
             except OSError:  # another filesystem: copy beside the final name first
                 pass
         temporary = temporary_path(final)
-        shutil.copyfile(local, temporary)
-        os.replace(temporary, final)
+        try:
+            shutil.copyfile(local, temporary)
+        except BaseException:
+            _discard(temporary)
+            raise
+        replace(temporary, final)
         if not keep_local:
             local.unlink()
         return
@@ -90,7 +140,7 @@ def publish_file(local: Path, final: StoragePath, keep_local: bool = False) -> N
             while chunk := source.read(8 << 20):
                 out.write(chunk)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _discard(temporary)
         raise
     replace(temporary, final)
     if not keep_local:
@@ -107,7 +157,11 @@ class AtomicParquetWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = temporary_path(final)
         where, filesystem = arrow_location(self._temporary)
-        self._writer = pq.ParquetWriter(where, schema, filesystem=filesystem, **PARQUET_OPTIONS)
+        try:
+            self._writer = pq.ParquetWriter(where, schema, filesystem=filesystem, **PARQUET_OPTIONS)
+        except BaseException:  # it may have created the file before failing (a full disk)
+            _discard(self._temporary)
+            raise
 
     def write(self, table: pa.Table) -> None:
         """Append rows; columns the schema has and the table lacks are written as nulls."""
@@ -123,9 +177,18 @@ class AtomicParquetWriter:
         self.rows += table.num_rows
 
     def commit(self) -> None:
-        self._writer.close()
-        replace(self._temporary, self.final)
+        try:
+            self._writer.close()
+            replace(self._temporary, self.final)
+        except BaseException:
+            _discard(self._temporary)
+            raise
 
     def abort(self) -> None:
-        self._writer.close()
-        self._temporary.unlink(missing_ok=True)
+        """Give up the file: the temporary is removed even when closing fails (a full disk)."""
+        try:
+            self._writer.close()
+        except Exception:
+            pass
+        finally:
+            _discard(self._temporary)

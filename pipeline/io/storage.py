@@ -192,11 +192,28 @@ def arrow_location(path: StoragePath | str) -> tuple[str, pafs.FileSystem | None
 
 
 def remove_tree(path: StoragePath) -> None:
+    """Remove a file or folder of the run directory; a symbolic link is removed, never followed."""
     if isinstance(path, RemotePath):
-        if path.exists():
+        if path.is_dir():
             path.filesystem.delete_dir(path.path)
+        elif path.exists():
+            path.unlink()
+    elif path.is_symlink() or path.is_file():
+        path.unlink()
     elif path.exists():
         shutil.rmtree(path)
+
+
+def file_sizes(folder: StoragePath, pattern: str) -> dict[str, int]:
+    """{name: size} of the files directly in `folder` whose name matches, from one listing (one request on an
+    object store, not one per file)."""
+    if isinstance(folder, RemotePath):
+        return {PurePosixPath(info.path).name: info.size for info in folder._listing(recursive=False)
+                if info.type == pafs.FileType.File and fnmatch.fnmatchcase(PurePosixPath(info.path).name, pattern)}
+    if not folder.is_dir():
+        return {}
+    return {entry.name: entry.stat().st_size for entry in os.scandir(folder)
+            if entry.is_file() and fnmatch.fnmatchcase(entry.name, pattern)}
 
 
 def local_copy(path: StoragePath, destination: Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import apply_override, read_yaml_mapping, validated
-from pipeline.io.atomic import publish_file
+from pipeline.io.atomic import publish_file, replace, temporary_path
 from pipeline.io.storage import StoragePath, local_copy, storage_path
 from pipeline.token_shards import local_shards
 from pipeline.train.data import TokenBlocks
@@ -69,9 +68,13 @@ def _device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    temporary = temporary_path(path)
+    try:
+        torch.save(state, temporary)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    replace(temporary, path)
 
 
 def _working_dir(out: StoragePath) -> Path:

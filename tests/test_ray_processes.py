@@ -1,0 +1,164 @@
+"""The run and its Ray processes: it never joins a Ray it was not told to, a worker that cannot build its stages
+stops the run with its own error, nothing of a killed run goes on writing or running, and SIGINT / SIGTERM end it
+with one line and an exit status that says so. Every process signalled here is one the test started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from test_cluster import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, warc_dir) -> Path:
+    """The real pages in many small units, on Ray (never in-process), so that a run takes some seconds."""
+    path = tmp_path_factory.mktemp("processes") / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "processes", "input": {"paths": [str(warc_dir / "derived_real_html" / "*.warc.gz")], "unit_mb": 0.5},
+        "stages": ["extract"], "ray": {"in_process_max_mb": 0, "workers": 2}}))
+    return path
+
+
+def start(config: Path, output: Path, env: dict | None = None, new_session: bool = True) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                             str(output), "--quiet"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=new_session,
+                            env=env or {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def markers(output: Path) -> int:
+    return len(list((output / "_done").glob("*.json"))) if (output / "_done").is_dir() else 0
+
+
+def wait_for_markers(process: subprocess.Popen, output: Path, count: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while markers(output) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no unit finished in time"
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process under `pid`, from /proc."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append((int(name), int(fields[19])))
+    found, parents = set(), [pid]
+    while parents:
+        for child in children.get(parents.pop(), []):
+            found.add(child)
+            parents.append(child[0])
+    return found
+
+
+def alive(process: tuple[int, int]) -> bool:
+    try:
+        return int(Path(f"/proc/{process[0]}/stat").read_bytes().rsplit(b")", 1)[1].split()[19]) == process[1]
+    except OSError:
+        return False
+
+
+def test_a_leftover_address_file_of_a_dead_ray_is_never_joined(tmp_path, config):
+    """`ray.init()` without an address connects to the cluster named in <RAY_TMPDIR>/ray/ray_current_cluster;
+    the run starts its own instead."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Unix socket paths have a length limit
+    (ray_tmp / "ray").mkdir(parents=True)
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")  # nobody listens there
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        process = start(config, tmp_path / "run", env=env)
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "stats" / "summary.json").read_text())
+    assert summary["executor"] == "ray" and summary["ray_address"]
+
+
+def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(tmp_path, warc_dir, local_ray):
+    """A word list that the driver saw (prepare) but the workers do not (gone from their node): the run stops with
+    the workers' FileNotFoundError instead of handing every unit to workers that fail it in milliseconds."""
+    from pipeline.config import load_config
+    from pipeline.plan import plan_units
+    from pipeline.run_dir import RunDir, open_run_dir
+    from pipeline.runner import WorkerSetupError, _process_units, prepare_stages
+
+    words = tmp_path / "words.txt"
+    words.write_text("idiot\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "name": "setup", "input": {"paths": [str(warc_dir / "derived_real_html" / "*.warc.gz")], "unit_mb": 0.5},
+        "stages": ["extract", {"toxic_words": {"word_list": str(words)}}], "ray": {"workers": 2}}))
+    config = load_config(config_path, output=str(tmp_path / "run"))
+    run = RunDir(config.run_dir())
+    with open_run_dir(run, config.resolved(), overwrite=False) as opened:
+        worker_config = prepare_stages(config, run)
+        units = plan_units(config, [], run.root)
+        assert len(units) > 10
+        words.unlink()
+        with pytest.raises(WorkerSetupError, match=rf"FileNotFoundError: .*{words}"):
+            _process_units(units, worker_config, run, opened.fence, show_progress=False)
+    assert markers(run.root) == 0
+
+
+@pytest.mark.parametrize("kill", ["driver", "process group"])
+def test_nothing_of_a_killed_run_goes_on_writing_or_running(tmp_path, config, kill):
+    output = tmp_path / "run"
+    process = start(config, output)
+    wait_for_markers(process, output, 1)
+    ours = descendants(process.pid)
+    assert len(ours) >= 5  # Ray's processes, its agents, its workers, their extraction sandboxes
+    if kill == "driver":
+        process.kill()
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(0.05)  # a unit whose files were being renamed as the kill came (past its last check) finishes
+    at_kill = markers(output)
+    time.sleep(6)
+    assert markers(output) == at_kill, "workers went on finishing units after their driver was killed"
+    assert not [p for p in ours if alive(p)], "processes of the killed run are still running"
+
+
+@pytest.mark.parametrize("signal_number, status, word", [(signal.SIGTERM, 143, "terminated"),
+                                                         (signal.SIGINT, 130, "interrupted")])
+def test_sigint_and_sigterm_end_the_run_with_one_line_and_the_same_command_resumes(tmp_path, config,
+                                                                                   signal_number, status, word):
+    output = tmp_path / "run"
+    process = start(config, output, new_session=False)
+    wait_for_markers(process, output, 1)
+    ours = descendants(process.pid)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == status
+    assert stderr.strip().splitlines()[-1] == f"{word}; the same command resumes", stderr
+    assert "Traceback" not in stderr
+    assert not (output / "_lock.json").exists()
+    time.sleep(2)
+    assert not [p for p in ours if alive(p)]
+    if signal_number == signal.SIGINT:
+        return  # (resuming is the same after either)
+    resumed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                              str(output), "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert " done earlier" in resumed.stdout
