@@ -229,3 +229,44 @@ def test_a_read_only_output_is_one_line_naming_the_path_and_errno(tmp_path, smal
     completed = run_on_small_disk(config, tmp_path / "disk", "ro", tmp_path / "disk" / "run")
     assert completed.returncode == 2
     assert "Read-only file system (errno 30)" in one_error_line(completed)
+
+
+def test_a_unit_that_failed_once_then_succeeds_brings_dedup_up_to_date_byte_for_byte(tmp_path):
+    """The first run may write no file over 64 KB (RLIMIT_FSIZE, as a quota would), so the unit of the big input
+    file fails (EFBIG) while the small one's succeeds; within max_failed_share, dedup runs on what there is and the
+    run exits 0. The same command without the limit processes the unit, and dedup must be redone: the run's
+    output then equals a run that never failed, byte for byte."""
+    from pipeline.demo_crawl import write_demo_crawl
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name, pages in (("small", 12), ("big", 160)):
+        [path] = write_demo_crawl(tmp_path / name, pages=pages, files=1, seed=5)
+        shutil.copyfile(path, inputs / f"{name}.warc.gz")
+    config = config_file(tmp_path, [str(inputs / "*.warc.gz")], stages=["extract", "dedup"], max_failed_share=0.5)
+
+    def run(output: Path, file_limit: int | None = None) -> subprocess.CompletedProcess:
+        def limit() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
+                               str(output), "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                              preexec_fn=limit if file_limit else None)
+
+    assert run(tmp_path / "straight").returncode == 0
+    sizes = {path.name: path.stat().st_size for path in (tmp_path / "straight" / "documents").iterdir()}
+    assert min(sizes.values()) < 64_000 < max(sizes.values()), sizes
+    first = run(tmp_path / "retried", file_limit=64_000)
+    assert first.returncode == 0 and "FAILED UNIT big.warc.gz" in first.stdout and "File too large" in first.stdout
+    assert (tmp_path / "retried" / "dedup" / "_done.json").exists()
+    assert run(tmp_path / "retried").returncode == 0
+
+    def outputs(run_dir: Path) -> dict[str, bytes]:
+        return {str(path.relative_to(run_dir)): path.read_bytes() for folder in ("documents", "dedup")
+                for path in sorted((run_dir / folder).rglob("*"))
+                if path.is_file() and path.name not in ("_done.json", "_inputs.json", "_graph.npz")}
+
+    assert outputs(tmp_path / "retried") == outputs(tmp_path / "straight")
+    assert not list((tmp_path / "retried").rglob("*.tmp"))
