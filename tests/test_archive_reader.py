@@ -133,7 +133,8 @@ EXPECTED_OUTCOMES = {
     "example-resource.warc.gz": {"record_type:warcinfo": 2, "record_type:resource": 1},
     "example-space-in-target-uri.warc.gz": {"record_type:warcinfo": 1, "record_type:resource": 1},
     "example-space-in-url.arc": {"record_type:arc_header": 1, "html": 1},
-    "example-trunc.warc": {"record_type:warcinfo": 2, "html": 1, "record_type:request": 1},
+    # its response's Content-Length is 2 bytes short (warcio: "Record not followed by newline")
+    "example-trunc.warc": {"record_type:warcinfo": 2, "error:bad_content_length": 1, "record_type:request": 1},
     "example-wget-bad-target-uri.warc.gz": {
         "record_type:warcinfo": 1, "record_type:request": 1, "html": 1, "record_type:metadata": 1,
         "record_type:resource": 2,
@@ -180,7 +181,7 @@ def test_every_record_warcio_finds_is_a_row(path):
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    assert len(records(read_file(path))) == warcio_record_count(data)
+    assert len(read_file(path)) == warcio_record_count(data)  # a damaged record is an error row
 
 
 def test_the_heritrix_0_17_responses_add_up_to_the_299_of_its_source_description():
@@ -445,7 +446,7 @@ def test_garbage_between_records_of_an_uncompressed_warc_is_one_error_and_every_
     rows = read_file(copy_to(tmp_path, NPM_WARC, data[:at] + garbage + data[at:]))
 
     [error] = errors(rows)
-    assert (error["error"], error["offset"]) == ("archive_load_failed", at)
+    assert (error["error"], error["offset"]) == ("not_a_record", at)
     assert [r["record_id"] for r in records(rows)] == [r["record_id"] for r in original]
     shifted = [r["offset"] + (len(garbage) if r["offset"] >= at else 0) for r in original]
     assert [r["offset"] for r in records(rows)] == shifted
@@ -500,27 +501,90 @@ def test_the_record_in_progress_at_the_cut_of_a_whole_file_gzip_is_flagged_trunc
     assert len(errors(rows)) == 1
 
 
+def with_content_length_changed(data: bytes, record_at: int, delta: int) -> tuple[bytes, int]:
+    """Archive bytes with the WARC Content-Length of the record at `record_at` changed by `delta`, and how many bytes
+    the records after it moved."""
+    found = re.compile(rb"Content-Length: (\d+)\r\n").search(data, record_at)
+    edited = b"Content-Length: %d\r\n" % (int(found.group(1)) + delta)
+    return data[: found.start()] + edited + data[found.end():], len(edited) - len(found.group(0))
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip_stream"])
+@pytest.mark.parametrize("delta", [100, -100], ids=["too-long", "too-short"])
+def test_a_wrong_content_length_is_one_bad_content_length_error_and_the_records_after_it_are_read(
+    tmp_path, compress, delta
+):
+    """Too long, the record would swallow the start of the next one; too short, it would lose its last bytes."""
+    original = read_file(NPM_WARC)
+    damaged_at = original[5]["offset"]  # an HTML response, followed by its metadata record
+    data, shift = with_content_length_changed(NPM_WARC.read_bytes(), damaged_at, delta)
+    path = tmp_path / ("edited.warc.gz" if compress else "edited.warc")
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+    rows = read_file(path)
+
+    assert layout_of(path) == ("gzip_stream" if compress else "plain")
+    [error] = errors(rows)
+    assert (error["error"], error["offset"]) == ("bad_content_length", damaged_at)
+    assert "Content-Length" in error["error_detail"]
+
+    def decisions(row: dict, moved: int = 0) -> tuple:
+        return row["offset"] + moved, row["record_id"], outcome(row), row["truncated"], row["html"]
+
+    assert [decisions(row) for row in records(rows)] == [
+        decisions(row, shift if row["offset"] > damaged_at else 0) for row in original if row["offset"] != damaged_at
+    ]
+
+
+def test_a_response_without_a_target_uri_is_one_error_row_and_the_records_after_it_are_read(tmp_path):
+    original = read_file(NPM_WARC)
+    response_at = original[5]["offset"]
+    data = NPM_WARC.read_bytes()
+    uri_line = re.compile(rb"WARC-Target-URI: [^\r\n]*\r\n").search(data, response_at)
+    rows = read_file(copy_to(tmp_path, NPM_WARC, data[: uri_line.start()] + data[uri_line.end():]))
+    assert [row["offset"] for row in errors(rows)] == [response_at]
+    assert len(records(rows)) == len(original) - 1
+
+
+def test_a_record_whose_content_length_runs_past_the_end_of_the_file_is_flagged_truncated(tmp_path):
+    original = read_file(NPM_WARC)
+    last = original[-1]["offset"]
+    data, _ = with_content_length_changed(NPM_WARC.read_bytes(), last, 100)
+    rows = read_file(copy_to(tmp_path, NPM_WARC, data))
+    assert not errors(rows)
+    assert [row["truncated"] for row in rows if row["offset"] == last] == [True]
+
+
 def random_bytes(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-@pytest.mark.parametrize(
-    "name,content",
-    [
-        ("random.warc.gz", random_bytes(5000, 1)),
-        ("random.warc", random_bytes(5000, 2)),
-        ("gzip-header-then-noise.warc.gz", b"\x1f\x8b\x08" + random_bytes(3000, 3)),
-        ("shakespeare.warc", (DATA / "text" / "tinyshakespeare" / "input.txt").read_bytes()[:20_000]),
-        ("shakespeare.warc.gz", gzip.compress((DATA / "text" / "tinyshakespeare" / "input.txt").read_bytes()[:20_000])),
-    ],
-    ids=lambda v: v if isinstance(v, str) else "",
-)
-def test_a_file_that_is_not_an_archive_is_one_error_row_at_offset_zero(tmp_path, name, content):
+SHAKESPEARE = DATA / "text" / "tinyshakespeare" / "input.txt"
+# Lines of five words or more, blank lines between: to warcio, each is an ARC record header (200 fake records).
+PROSE = b"\n".join([line for line in SHAKESPEARE.read_bytes().splitlines(True) if len(line.split()) >= 5][:200])
+
+
+NOT_ARCHIVES = {
+    "random.warc.gz": (random_bytes(5000, 1), "not_a_warc"),
+    "random.warc": (random_bytes(5000, 2), "not_a_warc"),
+    "gzip-header-then-noise.warc.gz": (b"\x1f\x8b\x08" + random_bytes(3000, 3), "damaged_gzip"),
+    "shakespeare.warc": (SHAKESPEARE.read_bytes()[:20_000], "not_a_warc"),
+    "shakespeare.warc.gz": (gzip.compress(SHAKESPEARE.read_bytes()[:20_000]), "not_a_warc"),
+    "prose.warc": (PROSE, "not_a_warc"),
+    "prose.warc.gz": (gzip.compress(PROSE), "not_a_warc"),
+    "zeros.warc": (bytes(1 << 20), "not_a_warc"),
+}
+
+
+@pytest.mark.parametrize("name", NOT_ARCHIVES)
+def test_a_file_that_is_not_an_archive_is_one_error_row_at_offset_zero(tmp_path, name):
+    """Prose whose lines have five words would parse as ARC header lines: fake records, unless the file is refused
+    as a whole when it does not begin with a record."""
+    content, error = NOT_ARCHIVES[name]
     path = tmp_path / name
     path.write_bytes(content)
     rows = read_file(path)
-    assert [(row["offset"], bool(row["error"])) for row in rows] == [(0, True)]
-    assert rows[0]["error"] in ("archive_load_failed", "damaged_gzip")
+    assert [(row["error"], row["offset"], row["source"]) for row in rows] == [(error, 0, str(path))]
 
 
 @pytest.mark.parametrize("content", [b"", gzip.compress(b"")], ids=["empty", "empty-gzip"])

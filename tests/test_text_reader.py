@@ -24,6 +24,7 @@ from pipeline.io.units import plan_file, read_unit
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHAKESPEARE = DATA / "text" / "tinyshakespeare" / "input.txt"
+LIMIT = ReadOptions().max_payload_bytes
 
 
 def speeches(count: int, start: int = 0) -> list[str]:
@@ -262,9 +263,10 @@ def test_a_line_belongs_to_the_unit_holding_its_first_byte_wherever_the_boundary
     whole = [(row["offset"], row["id"]) for row in read_path(path)]
     for boundary in range(1, len(data), 13):
         with open(path, "rb") as fh:
-            first = [(row["offset"], row["id"]) for row in read_jsonl(fh, str(path), False, 0, boundary, fields)]
+            first = [(row["offset"], row["id"]) for row in read_jsonl(fh, str(path), False, 0, boundary, fields, LIMIT)]
         with open(path, "rb") as fh:
-            second = [(row["offset"], row["id"]) for row in read_jsonl(fh, str(path), False, boundary, len(data), fields)]
+            second = [(row["offset"], row["id"])
+                      for row in read_jsonl(fh, str(path), False, boundary, len(data), fields, LIMIT)]
         assert first + second == whole, boundary
         assert all(offset < boundary for offset, _ in first) and all(offset >= boundary for offset, _ in second)
 
@@ -273,7 +275,7 @@ def test_a_boundary_exactly_at_a_line_start_gives_that_line_to_the_later_unit(mi
     path, data = mixed_corpus
     start = line_offsets(data)[5]
     with open(path, "rb") as fh:
-        rows = list(read_jsonl(fh, str(path), False, start, None, TextFields()))
+        rows = list(read_jsonl(fh, str(path), False, start, None, TextFields(), LIMIT))
     assert rows[0]["offset"] == start and rows[0]["id"] == "s5"
 
 

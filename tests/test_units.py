@@ -160,6 +160,15 @@ def test_a_single_file_path_is_itself():
     assert expand_paths(str(NPM_WARC)) == [str(NPM_WARC)]
 
 
+def test_a_file_whose_name_holds_glob_characters_is_taken_literally(tmp_path):
+    named = tmp_path / "crawl[1].warc.gz"
+    decoy = tmp_path / "crawl1.warc.gz"  # what "crawl[1]" means as a glob
+    for path in (named, decoy):
+        shutil.copyfile(RESILIPARSE, path)
+    assert expand_paths(str(named)) == [str(named)]
+    assert expand_paths(str(tmp_path / "crawl*.warc.gz")) == sorted([str(named), str(decoy)])
+
+
 @pytest.mark.parametrize("pattern", ["*.nothing-has-this-suffix", "no-such-dir/**/*.warc.gz", "missing.warc.gz"])
 def test_a_pattern_that_matches_nothing_gives_an_empty_list(tmp_path, pattern):
     assert expand_paths(str(tmp_path / pattern)) == []
@@ -247,3 +256,40 @@ def test_an_empty_file_is_one_empty_unit(tmp_path):
 def test_a_unit_round_trips_through_a_dict():
     for unit in plan_file(str(RESILIPARSE), "warc", 50_000):
         assert Unit.from_dict(json.loads(json.dumps(unit.to_dict()))) == unit
+
+
+def parquet_bytes(texts: list[str]) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": texts}), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def with_footer_zeroed(data: bytes) -> bytes:
+    """Parquet bytes whose footer (the file's metadata, before its length and the closing magic) is zeros."""
+    footer = int.from_bytes(data[-8:-4], "little")
+    return data[: -8 - footer] + bytes(footer) + data[-8:]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", json_lines(3), parquet_bytes(["a", "b", "c"])[:-20], b"PAR1" + bytes(100),
+     with_footer_zeroed(parquet_bytes(["a", "b", "c"]))],
+    ids=["empty", "json-lines", "cut-short", "magic-then-zeros", "footer-zeroed"],
+)
+def test_a_parquet_file_that_cannot_be_opened_is_one_unit_that_reads_as_one_not_parquet_row(tmp_path, content):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(content)
+    units = plan_file(str(path), "parquet", 1_000)
+    assert len(units) == 1
+    rows = list(read_unit(units[0], ReadOptions(), TextFields()))
+    assert [(row["error"], row["offset"], row["source"]) for row in rows] == [("not_parquet", 0, str(path))]
+    assert rows[0]["error_detail"]  # pyarrow's own words
+
+
+def test_a_broken_parquet_file_does_not_stop_the_files_planned_with_it(tmp_path):
+    broken, good = tmp_path / "a-broken.parquet", tmp_path / "b-good.parquet"
+    broken.write_bytes(json_lines(3))
+    pq.write_table(pa.table({"text": ["one", "two"]}), good)
+    rows = [row for path in (broken, good) for unit in plan_file(str(path), "parquet", 1_000)
+            for row in read_unit(unit, ReadOptions(), TextFields())]
+    assert [(row["error"], row["text"]) for row in rows] == [("not_parquet", None), (None, "one"), (None, "two")]

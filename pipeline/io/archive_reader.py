@@ -1,4 +1,4 @@
-"""Read WARC, ARC (incl. the old WARC/0.17) and WET files with warcio, one row per record, nothing lost.
+"""Read WARC, ARC (incl. the old WARC/0.17) and WET files, one row per record, nothing lost, in bounded time and memory.
 
 Files come in three layouts, found by `probe_layout`:
 - `gzip_members`: one gzip member per record (Common Crawl, wget, Heritrix). Offsets are compressed byte offsets
@@ -6,12 +6,22 @@ Files come in three layouts, found by `probe_layout`:
   member costs only its own record: the reader finds the next member and goes on.
 - `gzip_stream`: the file is gzip but members do not align with records (one gzip over the whole file, or records
   cut across members). Read as one decompressed stream; offsets are uncompressed; one unit per file.
-- `plain`: uncompressed. Offsets are byte offsets; after a malformed record the reader scans for the next header.
+- `plain`: uncompressed. Offsets are byte offsets.
+
+Records are framed by pipeline/io/record_framing.py, not by warcio: a bounded header block, then the block its
+Content-Length (ARC: its length field) declares, of which at most the payload cap is kept, then a line break. Only
+the framed bytes of one record are handed to warcio, so no endless line or lying length can make a read unbounded.
 
 Every record becomes a row: HTML responses carry their payload for extraction, WET conversions carry text, and
-everything else carries a `drop_reason` (record type, HTTP status, content type, size). Unreadable data becomes a
-row with `error` set, at the offset where it happened. A record cut short (by the end of the file, or by the
-crawler: WARC-Truncated) keeps what was read and is flagged `truncated`, as Common Crawl's own 1 MiB cut pages are.
+everything else carries a `drop_reason` (record type, HTTP status, content type, size). A record cut short (by the
+end of the file, or by the crawler: WARC-Truncated) keeps what was read and is flagged `truncated`, as Common Crawl's
+own 1 MiB cut pages are. Bytes that do not frame become a row with `error`, at the offset where they are:
+- `not_a_warc`: the file does not begin with a record; the only row of the file.
+- `not_a_record`: bytes where a record header should begin; reading goes on at the next line that begins one.
+- `bad_header`, `oversized_header`: a header line that is not a field, a header block over the limit.
+- `bad_content_length`: the block is not followed by a line break: the declared length is too short, or too long
+  and holds the start of the next record; reading goes on at that next record.
+- `damaged_gzip`: compressed data that cannot be inflated.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from pipeline.io.gzip_members import (
     next_member_start,
 )
 from pipeline.io.lineage import doc_id, host_and_domain, parse_capture_date
+from pipeline.io.record_framing import MAX_HEADER_BYTES, SCAN_CHUNK, Frame, frames, looks_like_record_start
 from pipeline.schema import empty_row
 
 Layout = Literal["gzip_members", "gzip_stream", "plain"]
@@ -42,9 +53,11 @@ Layout = Literal["gzip_members", "gzip_stream", "plain"]
 # warcio logs a warning for every URL with spaces (common on the real web); we keep the URL and stay quiet.
 logging.getLogger("warcio.recordloader").setLevel(logging.ERROR)
 
-# What may fail while parsing a record out of bytes; anything else is a bug and should surface.
-_PARSE_ERRORS = (ArchiveLoadFailed, EOFError, ValueError, IndexError, KeyError, zlib.error, OSError, UnicodeError)
-_ARC_HEADER_LINE = re.compile(rb"^\S+ \S+ \d{12,18} \S+ -?\w+\r?\n")
+# What may fail while parsing a framed record; anything else is a bug and should surface. (AttributeError: warcio
+# on an HTTP record without WARC-Target-URI.)
+_PARSE_ERRORS = (
+    ArchiveLoadFailed, EOFError, ValueError, IndexError, KeyError, zlib.error, OSError, UnicodeError, AttributeError
+)
 _HTML_SNIFF = re.compile(rb"<!doctype html|<html[\s>]|<head[\s>]|<body[\s>]", re.IGNORECASE)
 _HEADER_ALLOWANCE = 1 << 16  # room for WARC + HTTP headers on top of the payload cap
 
@@ -55,11 +68,6 @@ class ReadOptions:
 
     html_content_types: tuple[str, ...] = ("text/html", "application/xhtml+xml")
     max_payload_bytes: int = 5 * 1024 * 1024
-
-
-def looks_like_record_start(data: bytes) -> bool:
-    """Whether bytes begin a WARC record (any version) or an ARC record line."""
-    return data.startswith(b"WARC/") or bool(_ARC_HEADER_LINE.match(data))
 
 
 def probe_layout(fh: BinaryIO) -> Layout:
@@ -84,18 +92,8 @@ def probe_layout(fh: BinaryIO) -> Layout:
 
 def _holds_one_record(content: bytes) -> bool:
     """True when decompressed member content is exactly one complete WARC/ARC record."""
-    if not looks_like_record_start(content):
-        return False
-    iterator = ArchiveIterator(io.BytesIO(content))
-    try:
-        record = next(iterator)
-        _drain(record)
-        complete = getattr(record.raw_stream, "limit", 0) == 0
-        iterator.read_to_end()
-        rest = content[iterator.offset :]
-    except (StopIteration, *_PARSE_ERRORS):
-        return False
-    return complete and not rest.strip()
+    found = list(frames(io.BytesIO(content), keep=len(content)))
+    return len(found) == 1 and found[0].error is None and not found[0].cut_short
 
 
 @dataclass
@@ -133,10 +131,16 @@ def read_archive(
         yield from _read_stream(fh, source, layout, options)
 
 
+def _keep_bytes(options: ReadOptions) -> int:
+    """How much of a record's block is kept: enough to tell a payload over the limit from one under it."""
+    return options.max_payload_bytes + _HEADER_ALLOWANCE
+
+
 def _read_members(
     fh: BinaryIO, source: str, start: int, end: int, options: ReadOptions, first_member: int | None, span: MemberSpan
 ) -> Iterator[dict]:
-    cap = options.max_payload_bytes + _HEADER_ALLOWANCE
+    """A member given up as a bomb is followed by scanning for the next member; any other by its exact end."""
+    cap = _keep_bytes(options)
     if first_member is not SCAN:
         position = None if first_member == NO_MEMBER else first_member
     else:
@@ -151,60 +155,56 @@ def _read_members(
             position = next_member_start(fh, position + 1, end, looks_like_record_start)
             continue
         yield from _rows_of_member(member, source, options)
-        position = span.next = member.end
+        if member.whole:
+            position = span.next = member.end
+        else:
+            span.next = None
+            position = next_member_start(fh, member.end, end, looks_like_record_start)
 
 
 def _rows_of_member(member, source: str, options: ReadOptions) -> Iterator[dict]:
     """A member normally holds one record. In the rare member holding several, the later ones get the member's
     offset plus their index, so that ids stay unique; they cannot be reached by seeking anyway."""
-    iterator = ArchiveIterator(io.BytesIO(member.content))
-    produced = 0
-    try:
-        for record in iterator:
-            yield _row_of_record(record, source, member.offset + produced, options, content_capped=member.capped)
-            produced += 1
-    except _PARSE_ERRORS as exc:
-        yield _error_row(source, member.offset + produced, _error_name(exc), _first_line(exc))
+    for index, frame in enumerate(frames(io.BytesIO(member.content), _keep_bytes(options), capped=member.capped)):
+        yield _row_of_frame(frame, source, member.offset + index, options)
 
 
 def _read_stream(fh: BinaryIO, source: str, layout: Layout, options: ReadOptions) -> Iterator[dict]:
-    """Sequential reading; after a malformed record, scan for the next record header and go on."""
-    stream: BinaryIO = ConcatenatedGzipReader(fh) if layout == "gzip_stream" else fh
-    position: int | None = 0
-    while position is not None:
-        stream.seek(position)
-        iterator = ArchiveIterator(stream)
-        try:
-            for record in iterator:
-                yield _row_of_record(record, source, iterator.offset, options, content_capped=False)
-            position = None
-        except _PARSE_ERRORS as exc:
-            yield _error_row(source, iterator.offset, _error_name(exc), _first_line(exc))
-            position = _next_plain_record(stream, iterator.offset + 1)
+    """Sequential reading of a whole file; a file that does not begin with a record is refused as a whole."""
+    fh.seek(0)
+    keep = _keep_bytes(options)
+    stream: BinaryIO = fh
+    if layout == "gzip_stream":
+        stream = ConcatenatedGzipReader(fh, lookbehind=keep + MAX_HEADER_BYTES + 2 * SCAN_CHUNK)
+    for index, frame in enumerate(frames(stream, keep)):
+        if index == 0 and frame.error == "not_a_record":
+            yield _error_row(source, 0, "not_a_warc", f"the file does not begin with a record: {frame.detail}")
+            return
+        yield _row_of_frame(frame, source, frame.offset, options)
     damage = getattr(stream, "damage", None)
     if damage is not None:
         yield _error_row(
             source,
-            stream.seek(1 << 62),  # the end of what could be decompressed
+            stream.tell(),  # the end of what could be decompressed
             "damaged_gzip",
             f"{damage.reason} at compressed byte {damage.offset}; the data after it is lost",
         )
 
 
-def _next_plain_record(fh: BinaryIO, start: int) -> int | None:
-    """Offset of the next line that starts a record in an uncompressed file, or None."""
-    fh.seek(start)
-    offset = start
-    for line in iter(fh.readline, b""):
-        if looks_like_record_start(line):
-            return offset
-        offset += len(line)
-    return None
+# ---------------------------------------------------------------------------------------------------------- rows
 
 
-def _row_of_record(
-    record: ArcWarcRecord, source: str, offset: int, options: ReadOptions, content_capped: bool
-) -> dict:
+def _row_of_frame(frame: Frame, source: str, offset: int, options: ReadOptions) -> dict:
+    if frame.error:
+        return _error_row(source, offset, frame.error, frame.detail)
+    try:
+        iterator = ArchiveIterator(io.BytesIO(frame.data), block_size=max(len(frame.data), 1))
+        return _row_of_record(next(iterator), source, offset, options, frame.cut_short)
+    except (StopIteration, *_PARSE_ERRORS) as exc:
+        return _error_row(source, offset, _error_name(exc), _first_line(exc))
+
+
+def _row_of_record(record: ArcWarcRecord, source: str, offset: int, options: ReadOptions, cut_short: bool) -> dict:
     """Classify one record into a row: an HTML payload to extract, a WET text, or a skip reason."""
     headers = record.rec_headers
     url = headers.get_header("WARC-Target-URI") or headers.get_header("uri")
@@ -235,8 +235,6 @@ def _row_of_record(
         else:
             row["html"] = payload
             row["charset"] = _declared_charset(record)
-    _drain(record)
-    cut_short = not content_capped and getattr(record.raw_stream, "limit", 0) > 0
     row["truncated"] = cut_short or headers.get_header("WARC-Truncated") is not None
     return row
 
@@ -260,7 +258,7 @@ def _skip_reason(record: ArcWarcRecord, options: ReadOptions) -> str | None:
 
 def _size_reason(record: ArcWarcRecord, options: ReadOptions) -> str | None:
     declared = record.length or 0
-    return "too_large" if declared > options.max_payload_bytes + _HEADER_ALLOWANCE else None
+    return "too_large" if declared > _keep_bytes(options) else None
 
 
 def _mime(value: str | None) -> str | None:
@@ -279,11 +277,6 @@ def _declared_charset(record: ArcWarcRecord) -> str | None:
     content_type = record.http_headers.get_header("Content-Type") or ""
     match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
     return match.group(1).lower() if match else None
-
-
-def _drain(record: ArcWarcRecord) -> None:
-    while record.raw_stream.read(1 << 16):
-        pass
 
 
 def _error_row(source: str, offset: int, error: str, detail: str) -> dict:

@@ -58,8 +58,13 @@ class Unit:
 
 
 def expand_paths(pattern: str) -> list[str]:
-    """Absolute paths of the files matching a path, a glob, or every file under a directory, sorted."""
-    if os.path.isdir(pattern):
+    """Absolute paths of the files matching a path, a glob, or every file under a directory, sorted.
+
+    A path that exists is taken literally: `crawl[1].warc.gz` is that file, not a glob for `crawl1.warc.gz`.
+    """
+    if os.path.isfile(pattern):
+        found = [pattern]
+    elif os.path.isdir(pattern):
         found = []
         for root, directories, names in os.walk(pattern):
             directories[:] = sorted(d for d in directories if not d.startswith("."))  # as ** globs do
@@ -138,7 +143,8 @@ def read_unit(
             )
         elif unit.format == "jsonl":
             compressed = unit.layout == "gzip"  # a gzip JSONL is one unit: its offsets are uncompressed
-            yield from read_jsonl(fh, unit.path, compressed, unit.start, None if compressed else unit.end, fields)
+            end = None if compressed else unit.end
+            yield from read_jsonl(fh, unit.path, compressed, unit.start, end, fields, options.max_payload_bytes)
         else:
-            yield from read_parquet(fh, unit.path, unit.start, unit.end, fields)
+            yield from read_parquet(fh, unit.path, unit.start, unit.end, fields, options.max_payload_bytes)
 
