@@ -79,31 +79,26 @@ def connected_components(
 ) -> Clusters:
     """Clusters from edges; `vertex_keys`/`vertex_lengths` give the length of every key that appears in an edge.
 
-    Label propagation with pointer jumping in numpy: every vertex takes the smallest label among its neighbours
-    until nothing changes; the number of rounds grows with the log of the longest chain, not with its length.
+    One traversal of the graph by scipy (the edges are all in this process), so the work grows with the number
+    of vertices and edges whatever the clusters' shape: a long chain costs no more than a bushy cluster. Clusters
+    are numbered in the order of their smallest member, whatever order scipy finds them in.
     """
-    members = np.unique(np.concatenate([heads, tails]))
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    members, ends = np.unique(np.concatenate([heads, tails]), return_inverse=True)
     if not len(members):
         empty = np.empty(0, dtype=np.uint64)
         return Clusters(empty, np.empty(0, dtype=np.int64), empty)
-    a, b = np.searchsorted(members, heads), np.searchsorted(members, tails)
-    labels = np.arange(len(members))
-    while True:
-        low = np.minimum(labels[a], labels[b])
-        updated = labels.copy()
-        np.minimum.at(updated, a, low)
-        np.minimum.at(updated, b, low)
-        updated = updated[updated]  # pointer jumping: follow labels to their own labels
-        while not np.array_equal(updated, updated[updated]):
-            updated = updated[updated]
-        if np.array_equal(updated, labels):
-            break
-        labels = updated
-    roots, cluster = np.unique(labels, return_inverse=True)
+    edges = coo_array((np.ones(len(heads), dtype=bool), (ends[:len(heads)], ends[len(heads):])),
+                      shape=(len(members), len(members)))
+    count, labels = scipy_components(edges, directed=False)
+    first_member = np.unique(labels, return_index=True)[1]  # members are sorted: the first is the smallest
+    number = np.empty(count, dtype=np.int64)
+    number[np.argsort(first_member)] = np.arange(count)
+    cluster = number[labels]
     order = np.argsort(vertex_keys)
     lengths = vertex_lengths[order][np.searchsorted(vertex_keys[order], members)]
     best = np.lexsort((members, -lengths.astype(np.int64), cluster))
     first_of_cluster = np.flatnonzero(np.concatenate(([True], cluster[best][1:] != cluster[best][:-1])))
-    kept = members[best][first_of_cluster]
-    del roots
-    return Clusters(members, cluster, kept)
+    return Clusters(members, cluster, members[best][first_of_cluster])

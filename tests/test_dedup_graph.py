@@ -2,21 +2,63 @@
 
 import numpy as np
 
-from stages.dedup_graph import connected_components, document_keys, key_part, key_row, star_edges
+from conftest import best_seconds
+from stages.dedup_graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
 
 
-def reference_components(edges: list[tuple[int, int]], vertices: int) -> list[int]:
-    parent = list(range(vertices))
+def reference_clusters(heads: np.ndarray, tails: np.ndarray, lengths: dict[int, int]) -> Clusters:
+    """What connected_components must return, by a plain union-find written here: the members sorted, clusters
+    numbered in the order of their smallest member, and the longest member kept (the first key among equals)."""
+    parent: dict[int, int] = {}
 
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    def root(key: int) -> int:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
 
-    for a, b in edges:
-        parent[max(root(a), root(b))] = min(root(a), root(b))
-    return [root(x) for x in range(vertices)]
+    for head, tail in zip(heads.tolist(), tails.tolist()):
+        first, second = root(head), root(tail)
+        parent[max(first, second)] = min(first, second)
+    members = sorted(parent)
+    cluster_of_root: dict[int, int] = {}
+    cluster = [cluster_of_root.setdefault(root(key), len(cluster_of_root)) for key in members]
+    kept: list[int | None] = [None] * len(cluster_of_root)
+    for key, index in zip(members, cluster):
+        if kept[index] is None or (-lengths[key], key) < (-lengths[kept[index]], kept[index]):
+            kept[index] = key
+    return Clusters(np.array(members, dtype=np.uint64), np.array(cluster, dtype=np.int64),
+                    np.array(kept, dtype=np.uint64))
+
+
+def assert_same_clusters(heads: np.ndarray, tails: np.ndarray, keys: np.ndarray, lengths: np.ndarray) -> None:
+    """connected_components on these edges equals the reference, member by member, cluster ids and kept keys."""
+    shuffled = np.random.default_rng(1).permutation(len(keys))  # the vertex table comes in any order
+    clusters = connected_components(heads, tails, keys[shuffled], lengths[shuffled])
+    expected = reference_clusters(heads, tails, dict(zip(keys.tolist(), lengths.tolist())))
+    assert np.array_equal(clusters.members, expected.members)
+    assert np.array_equal(clusters.cluster, expected.cluster)
+    assert np.array_equal(clusters.kept, expected.kept)
+    assert np.array_equal(clusters.removed, np.setdiff1d(expected.members, expected.kept))
+
+
+def spread_keys(count: int) -> np.ndarray:
+    """`count` document keys spread over several part files, as the runner makes them."""
+    parts = 7
+    return np.concatenate([document_keys(part, -(-count // parts)) for part in range(parts)])[:count]
+
+
+def random_order_path(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A chain through `count` keys visited in random order: its diameter is count - 1 whatever the key order."""
+    path = rng.permutation(spread_keys(count))
+    return path[:-1], path[1:]
+
+
+def random_graph(vertices: int, edges: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    keys = spread_keys(vertices)
+    ends = rng.integers(0, vertices, size=(edges, 2))
+    return keys[ends[:, 0]], keys[ends[:, 1]]
 
 
 def test_keys_hold_part_and_row():
@@ -41,31 +83,84 @@ def test_a_transitive_chain_collapses_to_one_cluster_keeping_the_longest():
     assert clusters.removed.tolist() == [10, 30]
 
 
-def test_components_match_a_reference_union_find_on_random_graphs():
+def test_small_random_graphs_match_a_reference_union_find():
     rng = np.random.default_rng(0)
     for _ in range(20):
         vertices = 300
-        edges = rng.integers(0, vertices, size=(int(rng.integers(1, 400)), 2))
-        lengths = rng.integers(1, 4, size=vertices)
-        clusters = connected_components(edges[:, 0].astype(np.uint64), edges[:, 1].astype(np.uint64),
-                                        np.arange(vertices, dtype=np.uint64), lengths)
-        reference = reference_components([tuple(edge) for edge in edges.tolist()], vertices)
-        same_cluster = {(x, y) for i, x in enumerate(clusters.members.tolist())
-                        for j, y in enumerate(clusters.members.tolist()) if clusters.cluster[i] == clusters.cluster[j]}
-        expected = {(x, y) for x in clusters.members.tolist() for y in clusters.members.tolist()
-                    if reference[x] == reference[y]}
-        assert same_cluster == expected
-        for index, kept in enumerate(clusters.kept.tolist()):
-            group = clusters.members[clusters.cluster == index].tolist()
-            assert kept == min(group, key=lambda key: (-lengths[key], key))
+        heads, tails = random_graph(vertices, int(rng.integers(1, 400)), rng)
+        assert_same_clusters(heads, tails, spread_keys(vertices), rng.integers(1, 4, size=vertices))
 
 
-def test_a_long_chain_needs_few_rounds():
+def test_a_random_order_path_of_100_000_documents_matches_a_reference_union_find():
+    rng = np.random.default_rng(2)
+    heads, tails = random_order_path(100_000, rng)
+    assert_same_clusters(heads, tails, spread_keys(100_000), rng.integers(1, 50, size=100_000))
+
+
+def test_stars_match_a_reference_union_find():
+    """One star of 50,000 leaves, a thousand stars of 10, pairs of those joined by an edge between two leaves, and
+    edges in both directions."""
+    rng = np.random.default_rng(3)
+    keys = rng.permutation(spread_keys(100_000))
+    small = np.arange(50_001, 60_001).reshape(-1, 10)
+    centres = np.concatenate([np.zeros(50_000, dtype=np.int64), np.repeat(small[:, 0], 9), small[0:200:2, 5]])
+    leaves = np.concatenate([np.arange(1, 50_001), small[:, 1:].ravel(), small[1:200:2, 7]])
+    heads, tails = keys[centres], keys[leaves]
+    flip = rng.random(len(heads)) < 0.5
+    heads, tails = np.where(flip, tails, heads), np.where(flip, heads, tails)
+    assert_same_clusters(heads, tails, keys, rng.integers(1, 4, size=len(keys)))
+
+
+def test_cliques_match_a_reference_union_find():
+    """Cliques of 2 to 400 documents, every pair an edge, repeated edges included."""
+    rng = np.random.default_rng(4)
+    keys = rng.permutation(spread_keys(2_000))
+    heads, tails, start = [], [], 0
+    for size in (2, 3, 50, 400, 400, 1_000):
+        first, second = np.triu_indices(size, k=1)
+        heads.append(keys[start + first])
+        tails.append(keys[start + second])
+        start += size
+    heads.append(heads[-1][:1000])
+    tails.append(tails[-1][:1000])
+    lengths = np.ones(len(keys), dtype=np.int64)  # all equally long: the first key of each clique is kept
+    assert_same_clusters(np.concatenate(heads), np.concatenate(tails), keys, lengths)
+
+
+def test_a_random_graph_with_a_million_edges_matches_a_reference_union_find():
+    rng = np.random.default_rng(5)
+    heads, tails = random_graph(1_500_000, 1_000_000, rng)
+    assert_same_clusters(heads, tails, spread_keys(1_500_000), rng.integers(1, 20, size=1_500_000))
+
+
+def test_the_time_does_not_grow_with_a_clusters_diameter():
+    """A random-order path (diameter 99,999) costs about what a random graph with as many vertices and edges
+    (diameter about log n) costs: the work is a traversal of the edges, not rounds along the longest chain."""
+    rng = np.random.default_rng(6)
     count = 100_000
-    heads = np.arange(count - 1, dtype=np.uint64)
-    clusters = connected_components(heads, heads + np.uint64(1), np.arange(count, dtype=np.uint64),
-                                    np.ones(count, dtype=np.int64))
-    assert len(clusters.kept) == 1 and clusters.kept[0] == 0 and len(clusters.removed) == count - 1
+    lengths = np.ones(count, dtype=np.int64)
+    keys = spread_keys(count)
+    path = random_order_path(count, rng)
+    shallow = random_graph(count, count - 1, rng)
+    path_seconds = best_seconds(lambda: connected_components(*path, keys, lengths))
+    shallow_seconds = best_seconds(lambda: connected_components(*shallow, keys, lengths))
+    assert path_seconds < 3 * shallow_seconds, (path_seconds, shallow_seconds)
+
+
+def test_a_million_edges_cost_a_small_multiple_of_one_scipy_traversal():
+    """The whole function (keys to vertex numbers, components, keep rule) on a random graph of 1,000,000 edges
+    costs a few times one bare scipy traversal of the same edges: linear work plus sorting the keys, no rounds."""
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    rng = np.random.default_rng(7)
+    vertices, edges = 1_500_000, 1_000_000
+    ends = rng.integers(0, vertices, size=(2, edges))
+    keys, lengths = spread_keys(vertices), rng.integers(1, 20, size=vertices)
+    numbered = coo_array((np.ones(edges, dtype=bool), (ends[0], ends[1])), shape=(vertices, vertices)).tocsr()
+    ours = best_seconds(lambda: connected_components(keys[ends[0]], keys[ends[1]], keys, lengths))
+    traversal = best_seconds(lambda: scipy_components(numbered, directed=False))
+    assert ours < 10 * traversal, (ours, traversal)
 
 
 def test_no_edges_no_clusters():

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
-from conftest import pipeline_cli
+from conftest import best_seconds, pipeline_cli
 from pipeline.config import ConfigError, load_config
 from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
 from pipeline.schema import RECORD_SCHEMA, empty_row
@@ -20,8 +20,10 @@ GERMAN = ("Der Ausschuss wird seinen Abschlussbericht über die neue Bahnstrecke
 
 
 @pytest.fixture(scope="module")
-def screen(lid_model) -> HtmlLangId:
-    return HtmlLangId(HtmlLangIdConfig(model=str(lid_model), languages=["en"]))
+def screen(lid_model):
+    stage = HtmlLangId(HtmlLangIdConfig(model=str(lid_model), languages=["en"]))
+    yield stage
+    stage.close()
 
 
 def pages_table(payloads: list[bytes | None], texts: list[str | None] | None = None) -> pa.Table:
@@ -107,14 +109,73 @@ def test_a_page_without_visible_text_is_left_to_extract(screen):
 
 
 @pytest.mark.parametrize("payload", [
-    b"\x00\x01\x02\xff\xfe binary" * 100, b"<html><body>" + b"<div>" * 50_000 + GERMAN.encode() + b"</body></html>",
+    b"\x00\x01\x02\xff\xfe binary" * 100, b"<html><body>" + b"<div>" * 200 + GERMAN.encode() + b"</body></html>",
     "<body><p>Ein Text in Latin-1 für die Straße</p></body>".encode("latin-1"),
     f"<body><p>{GERMAN}</p>".encode() + b"<script>" * 10_000 + b"</body>", b"<body>" + ENGLISH.encode() * 200_000 + b"</body>",
-], ids=["binary", "deep_nesting", "latin1", "many_unclosed_scripts", "giant_page"])
+], ids=["binary", "nesting", "latin1", "many_unclosed_scripts", "giant_page"])
 def test_bad_and_odd_pages_get_a_decision(screen, payload):
     out = screen(pages_table([payload]))
     assert out.num_rows == 1 and out.column("error").to_pylist() == [None]
     assert out.column("page_lang_score")[0].as_py() is not None
+
+
+def test_text_nested_deeper_than_the_parser_reads_is_left_to_extract(screen):
+    """libxml2 stops reading at 256 open elements, in extract's trafilatura as here: the screen finds no visible
+    text and passes the page on unjudged, for extract (resiliparse reads it) and langid to decide."""
+    out = screen(pages_table([page("<div>" * 50_000 + GERMAN)]))
+    assert out.column("page_lang_score").to_pylist() == [None]
+    assert out.column("drop_reason").to_pylist() == [None] and out.column("error").to_pylist() == [None]
+
+
+# Markup that made the regular-expression tag stripper quadratic or that stresses a parser, by the page size in
+# bytes; every one is a single line.
+HOSTILE_PAGES = {
+    "unclosed_tag_starts": lambda size: "a<b " * (size // 4),
+    "deep_nesting": lambda size: "<body>" + "<div>" * (size // 5) + GERMAN,
+    "unclosed_paragraphs_and_bold": lambda size: "<body>" + "<p><b>" * (size // 6),
+    "unterminated_comment": lambda size: "<body><p>Text</p><!--" + "a" * size,
+    "attribute_without_end": lambda size: "<body><a " + "x='1' " * (size // 6),
+    "single_line_page": lambda size: "<body>" + f"<p>{ENGLISH}</p>" * (size // (len(ENGLISH) + 7)),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_PAGES)
+def test_visible_text_takes_time_linear_in_the_size_of_hostile_markup(name):
+    """Ten times the markup costs about ten times the time, not a hundred (the regular expression `<[^>]*>` took
+    quadratic time on `a<b ` repeated). The size cap is lifted so that the parser reads all 10 MB."""
+    small, large = (HOSTILE_PAGES[name](size) for size in (1_000_000, 10_000_000))
+    small_seconds = best_seconds(lambda: visible_text(small, max_chars=len(small)), repeats=5)
+    large_seconds = best_seconds(lambda: visible_text(large, max_chars=len(large)), repeats=2)
+    assert large_seconds < 25 * small_seconds, (small_seconds, large_seconds)
+
+
+def test_a_page_over_the_time_limit_is_passed_on_to_extract_unjudged(lid_model):
+    """The screen decodes and parses each page in a child process killed at `time_limit_s`; a page over it is one
+    the screen cannot judge, like a page without visible text: no score, no drop, no error, the page kept for
+    extract (whose own limit applies). The next page is judged, in a fresh child. The size cap is lifted so that
+    the parser would read the German sentence at the end of 5 MB of markup, which takes it several times the limit."""
+    stage = HtmlLangId(HtmlLangIdConfig(model=str(lid_model), time_limit_s=0.2, max_html_chars=100_000_000))
+    hostile = (HOSTILE_PAGES["unclosed_paragraphs_and_bold"](5_000_000) + GERMAN * 3).encode()
+    try:
+        out = stage(pages_table([hostile, page(f"<p>{GERMAN * 3}</p>")]))
+    finally:
+        stage.close()
+    assert out.column("page_lang_score").to_pylist()[0] is None
+    assert out.column("drop_reason").to_pylist() == [None, "other_language"]
+    assert out.column("error").to_pylist() == [None, None]
+    assert out.column("html").to_pylist()[0] == hostile
+
+
+@pytest.mark.parametrize("name", HOSTILE_PAGES)
+def test_a_hostile_page_costs_the_screen_a_few_times_a_plain_page_of_its_size(screen, name):
+    """10 MB of hostile markup against 10 MB of plain paragraphs, through the whole stage: the size cap bounds what
+    the parser reads, so markup costs a constant factor more than prose, and the page gets a decision."""
+    plain = pages_table([("<body>" + f"<p>{ENGLISH * 50}</p>\n" * (10_000_000 // (len(ENGLISH) * 50 + 8))).encode()])
+    hostile = pages_table([HOSTILE_PAGES[name](10_000_000).encode()])
+    plain_seconds = best_seconds(lambda: screen(plain), repeats=3)
+    hostile_seconds = best_seconds(lambda: screen(hostile), repeats=3)
+    assert hostile_seconds < 20 * plain_seconds, (hostile_seconds, plain_seconds)
+    assert screen(hostile).column("error").to_pylist() == [None]
 
 
 def test_on_the_real_pages_most_other_languages_are_skipped_and_english_pages_kept(
