@@ -241,13 +241,16 @@ def _fetch_models() -> int:
 def _stats(run_dir: str) -> int:
     from pipeline.io.storage import storage_path
     from pipeline.run_dir import RunDir
-    from pipeline.stats import read_funnel
+    from pipeline.stats import StatsUnreadable, read_funnel
     from pipeline.summary import format_funnel
 
     stats_dir = RunDir(storage_path(run_dir)).stats
     if not (stats_dir / "summary.json").exists():
         return _fail(f"{run_dir}: no statistics (stats/summary.json); is this a run directory?")
-    funnel, summary = read_funnel(stats_dir)
+    try:
+        funnel, summary = read_funnel(stats_dir)
+    except StatsUnreadable as exc:
+        return _fail(str(exc))
     print(f"Run {summary['name']} ({run_dir}): {summary['units']} units, {summary['wall_seconds']:.1f} s wall")
     print(format_funnel(funnel))
     for unit_id, error in summary.get("failed_units", {}).items():
@@ -259,10 +262,11 @@ def _stats(run_dir: str) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
+    from pipeline.stats import StatsUnreadable
 
     try:
         written = write_report(args.run_dir, args.output, max_rows=args.max_rows)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StatsUnreadable) as exc:
         return _fail(str(exc))
     print(written)
     return 0

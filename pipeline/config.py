@@ -82,7 +82,8 @@ class InputConfig(Strict):
         description="Size of a unit of work (a byte range of a big file). auto: total input / 64, "
         "between 1 and 64 MB, so that even one file keeps every worker busy.",
     )
-    max_payload_mb: float = Field(5.0, gt=0, description="Bigger HTTP payloads are skipped as too_large.")
+    max_payload_mb: float = Field(5.0, gt=0, description="Bigger records are skipped as too_large, unread: HTTP "
+                                  "payloads, WET records, JSONL lines and Parquet text cells.")
     html_content_types: list[str] = Field(
         default_factory=lambda: ["text/html", "application/xhtml+xml"],
         description="Content types extracted as HTML; other responses are skipped as not_html.",
@@ -137,6 +138,10 @@ class RayConfig(Strict):
         "input files total at most this many MB, and whose only global stage (if any) is dedup, runs in this "
         "process without starting Ray: Ray's start-up and shutdown (4-6 s) are more than such a run's work, and "
         "the output is the same. 0: always Ray.")
+    unit_timeout_s: float = Field(
+        1800.0, gt=0, description="A unit still running after this many seconds has its worker killed (and "
+        "restarted) and is tried once more; a second time it fails by name, with its file and byte range, so that no "
+        "input can hold a worker forever. Not enforced in a run small enough to stay in this process.")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each document worker (one actor running every "
                                    "per-document stage) asks Ray for; the number of workers defaults to the "
                                    "cluster's CPUs divided by this.")
@@ -238,13 +243,14 @@ class RunConfig(Strict):
     @field_validator("stages")
     @classmethod
     def _global_stages_last(cls, stages: list) -> list:
-        """Per-document stages run first (fused, per unit); each global stage sees everything they kept."""
+        """Per-document stages run first (fused, per unit); each global stage sees everything they kept. A stage is
+        listed once: the funnel counts each by its name."""
         names = [next(iter(type(entry).model_fields)) for entry in stages]
         seen_global = None
         for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"[{index}] {name} is listed twice")
             if issubclass(STAGES[name], GlobalStage):
-                if name in names[:index]:
-                    raise ValueError(f"[{index}] {name} is listed twice")
                 seen_global = seen_global or name
             elif seen_global is not None:
                 raise ValueError(f"[{index}] {name} comes after {seen_global}: per-document stages come first")
@@ -328,7 +334,11 @@ def apply_override(raw: dict, override: str, path: str) -> None:
     key_path, sep, text = override.partition("=")
     if not sep or not key_path:
         raise ConfigError(f"--set {override!r}: expected key.path=value")
-    value = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}: --set {key_path}: the value is not valid YAML ({problem})") from None
     keys = key_path.split(".")
     node: Any = raw
     for depth, key in enumerate(keys):

@@ -27,6 +27,7 @@ import pyarrow.dataset as ds
 from pipeline.io.storage import StoragePath, arrow_location, parquet_file, read_parquet, storage_path
 from pipeline.run_dir import RunDir
 from pipeline.schema import DROP_REASON, ERROR, LINEAGE_SCHEMA, TEXT
+from pipeline.stats import read_funnel
 
 DEFAULT_SAMPLE_ROWS = 200_000
 _NOT_SIGNALS = {field.name for field in LINEAGE_SCHEMA} | {TEXT, "charset", "stage", DROP_REASON, ERROR,
@@ -34,10 +35,12 @@ _NOT_SIGNALS = {field.name for field in LINEAGE_SCHEMA} | {TEXT, "charset", "sta
 
 
 def load_run(path: str | StoragePath) -> "Run":
-    """The run in `path` (a run directory, local or on an object store) once it has statistics."""
+    """The run in `path` (a run directory, local or on an object store) once it has statistics; FileNotFoundError
+    without them, StatsUnreadable when its stats/summary.json is damaged."""
     run = RunDir(storage_path(path) if isinstance(path, str) else path)
     if not (run.stats / "summary.json").exists():
         raise FileNotFoundError(f"{run.root}: no stats/summary.json; is this a finished run directory?")
+    read_funnel(run.stats)  # a damaged summary is an error here, not in the middle of a report
     return Run(run)
 
 
@@ -49,7 +52,7 @@ class Run:
     @cached_property
     def summary(self) -> dict:
         """stats/summary.json: name, units, records read, documents kept, failures, the merged stage tallies."""
-        return json.loads((self.run_dir.stats / "summary.json").read_text())
+        return read_funnel(self.run_dir.stats)[1]
 
     @cached_property
     def config(self) -> dict:
@@ -70,7 +73,8 @@ class Run:
         """Why documents were dropped (or failed), per stage, with each reason's share of the stage's input."""
         frame = read_parquet(self.run_dir.stats / "reasons.parquet").to_pandas()
         rows_in = self.funnel().set_index("stage")["rows_in"]
-        frame["share"] = frame["count"] / frame["stage"].map(rows_in)
+        # as floats: mapping an empty column (a run that dropped nothing) gives strings, which do not divide
+        frame["share"] = frame["count"] / frame["stage"].map(rows_in).astype("float64")
         if stage is not None:
             frame = frame[frame["stage"] == stage]
         return frame.reset_index(drop=True)

@@ -321,7 +321,8 @@ def _kept_dropped_bars(frame: pd.DataFrame, column: str, title: str) -> Figure |
     rows = np.arange(len(frame))[::-1]
     axes.barh(rows, frame["kept"], color=KEPT, label="kept")
     axes.barh(rows, frame["dropped"], left=frame["kept"], color=DROPPED, label="dropped")
-    axes.set_yticks(rows, frame[column].astype(str), fontsize=8)
+    # The labels are crawled text (hostnames): drawn as written, never as matplotlib math between "$" signs.
+    axes.set_yticks(rows, frame[column].astype(str), fontsize=8, parse_math=False)
     axes.set_xlabel("documents")
     axes.legend(loc="lower right", frameon=False)
     axes.set_title(title, loc="left")

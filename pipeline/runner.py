@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,12 +48,12 @@ from stages import STAGES
 from stages.base import StageSetupError
 
 if TYPE_CHECKING:
-    from ray import ObjectRef
     from ray.actor import ActorHandle
 
 # A unit whose worker dies (out of memory, lost node, a crash in native code) is retried this often on the
-# restarted worker before it is reported as failed.
+# restarted worker before it is reported as failed; one that runs past ray.unit_timeout_s, this often.
 UNIT_RETRIES = 3
+TIMEOUT_RETRIES = 1
 PROGRESS_INTERVAL_S = 1.0
 # What a worker answers for a unit when it could not build its stages: the unit goes to another worker.
 SETUP_FAILED = "WorkerSetupError: "
@@ -105,8 +106,9 @@ class UnitCounts:
 
 class UnitActor:
     """One document worker: builds the stages once, then processes the units it is handed, one at a time. Ray
-    restarts it when its process dies and retries the unit it held (UNIT_RETRIES). A worker that cannot build its
-    stages answers every unit with SETUP_FAILED and its error, so that the runner stops giving it units."""
+    restarts it when its process dies (or the runner kills it for running past the unit time limit), and the runner
+    hands the unit out again. A worker that cannot build its stages answers every unit with SETUP_FAILED and its
+    error, so that the runner stops giving it units."""
 
     def __init__(self, config: dict, run_dir: str, fence: dict, board: "ActorHandle | None"):
         self.report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
@@ -148,7 +150,7 @@ def _ray_classes() -> tuple:
     import ray
 
     return (ray.remote(num_cpus=0)(UnitCounts),  # the progress counts, as a tiny actor workers report to
-            ray.remote(max_restarts=-1, max_task_retries=UNIT_RETRIES)(UnitActor))
+            ray.remote(max_restarts=-1, max_task_retries=0)(UnitActor))  # retries: _process_units
 
 
 def run_pipeline(
@@ -338,10 +340,15 @@ def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, fence: Fe
 def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, show_progress: bool,
                    in_process: bool = False) -> dict[str, str]:
     """Process units on the connected Ray (or in this process) with the prepared config; returns {unit id: error}
-    for failed units. Raises WorkerSetupError when no worker can build the stages."""
+    for failed units. Raises WorkerSetupError when no worker can build the stages.
+
+    Retries are the runner's, not Ray's: a unit whose worker dies is tried again on the restarted worker up to
+    UNIT_RETRIES times, and a unit still running after ray.unit_timeout_s has its worker killed and is tried once
+    more (TIMEOUT_RETRIES); then it fails by name."""
     if in_process:
         return _process_units_in_process(units, config, run, show_progress)
     import ray
+    from ray.exceptions import RayActorError
 
     ProgressBoard, RemoteUnitActor = _ray_classes()
     settings = config["ray"]
@@ -357,7 +364,10 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
     actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, fence.to_dict(), board)
               for _ in range(workers)]
     queue = list(reversed(units))  # popped from the end: units start in plan order
-    running: dict = {}  # result ref -> (unit, actor)
+    running: dict = {}  # result ref -> (unit, actor, when it started)
+    killed: set = set()  # result refs whose worker was killed for running past the limit
+    deaths: Counter = Counter()  # unit id -> times its worker died on it
+    timeouts: Counter = Counter()  # unit id -> times it ran past the limit
     failed: dict[str, str] = {}
     setup_errors: list[str] = []
     done = [0]
@@ -366,18 +376,41 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
     poller = threading.Thread(target=_poll_progress, args=(board, printer, done, stop), daemon=True)
     if printer is not None:
         poller.start()
+    limit_s = settings["unit_timeout_s"]
     try:
         idle = list(actors)  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
         while queue or running:
             while queue and idle:
                 unit, actor = queue.pop(), idle.pop()
-                running[actor.process.remote(json.dumps(unit.to_dict()))] = (unit, actor)
+                running[actor.process.remote(json.dumps(unit.to_dict()))] = (unit, actor, time.monotonic())
             if not running:  # units left, and no worker that can take them
                 raise WorkerSetupError(f"no worker could build the stages; the first said: "
                                        f"{setup_errors[0].removeprefix(SETUP_FAILED)}")
-            ready, _ = ray.wait(list(running), num_returns=1)
-            unit, actor = running.pop(ready[0])
-            error = _unit_error(ready[0])
+            deadlines = [started + limit_s for ref, (_, _, started) in running.items() if ref not in killed]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+            if not ready:  # a unit ran past the limit: its worker is killed (Ray restarts it), the unit comes back
+                now = time.monotonic()
+                for ref, (unit, actor, started) in running.items():
+                    if ref not in killed and now - started >= limit_s:
+                        killed.add(ref)
+                        ray.kill(actor, no_restart=False)
+                continue
+            unit, actor, _ = running.pop(ready[0])
+            try:
+                error = ray.get(ready[0])
+            except RayActorError as exc:
+                retried = timeouts if ready[0] in killed else deaths
+                retried[unit.id] += 1
+                if retried[unit.id] <= (TIMEOUT_RETRIES if retried is timeouts else UNIT_RETRIES):
+                    queue.append(unit)
+                else:
+                    failed[unit.id] = (_timeout_error(unit, limit_s, timeouts[unit.id]) if retried is timeouts else
+                                       f"WorkerDied: the worker process died on this unit {deaths[unit.id]} times: "
+                                       f"{exc}")
+                    done[0] += 1
+                idle.append(actor)  # restarted by Ray
+                continue
             if error.startswith(SETUP_FAILED):  # not the unit's fault: another worker takes it; this one stops
                 setup_errors.append(error)
                 queue.append(unit)
@@ -398,6 +431,12 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
             ray.kill(board)
     _wait_for_idle_cpus()
     return failed
+
+
+def _timeout_error(unit: Unit, limit_s: float, times: int) -> str:
+    span = f"row groups {unit.start}-{unit.end}" if unit.format == "parquet" else f"bytes {unit.start}-{unit.end}"
+    return (f"UnitTimeout: {unit.path} ({span}) ran past ray.unit_timeout_s = {limit_s:g} s {times} times; its "
+            "worker was killed each time")
 
 
 def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
@@ -422,17 +461,6 @@ def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show
         if printer is not None:
             printer.finish()
     return failed
-
-
-def _unit_error(result: "ObjectRef") -> str:
-    """The unit's error, or "" when it was processed; a worker that died UNIT_RETRIES + 1 times on it fails it."""
-    import ray
-    from ray.exceptions import RayActorError
-
-    try:
-        return ray.get(result)
-    except RayActorError as exc:
-        return f"WorkerDied: the worker process died on this unit {UNIT_RETRIES + 1} times: {exc}"
 
 
 def _stop_actors(actors: list) -> None:

@@ -204,10 +204,39 @@ def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict]
     })
 
 
+class StatsUnreadable(Exception):
+    """A run's stats/summary.json is not what `write_run_stats` wrote (cut short, edited, damaged): one line
+    naming the file."""
+
+
+# What the readers of a summary rely on (`pipeline stats`, the report), with the type each must have.
+SUMMARY_KEYS = {"name": str, "units": int, "records_read": int, "documents": int, "wall_seconds": (int, float),
+                "stages": list}
+
+
 def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:
-    """The merged tallies and summary saved by `write_run_stats`."""
-    summary = json.loads((stats_dir / "summary.json").read_text())
-    return [StageTally.from_dict(stage) for stage in summary["stages"]], summary
+    """The merged tallies and summary saved by `write_run_stats`; StatsUnreadable when the file is not that."""
+    path = stats_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StatsUnreadable(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise StatsUnreadable(f"{path}: not a run summary (not JSON: {' '.join(str(exc).split())})") from None
+    if not isinstance(summary, dict):
+        raise StatsUnreadable(f"{path}: not a run summary (a JSON {type(summary).__name__}, not an object)")
+    for key, kind in SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise StatsUnreadable(f"{path}: not a run summary ({key!r} missing or not {names})")
+    tallies = []
+    for index, stage in enumerate(summary["stages"]):
+        try:
+            tallies.append(StageTally.from_dict(stage))
+        except (KeyError, TypeError, ValueError) as exc:
+            problem = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise StatsUnreadable(f"{path}: stages[{index}] is not a stage tally ({problem})") from None
+    return tallies, summary
 
 
 _FUNNEL_SCHEMA = pa.schema(

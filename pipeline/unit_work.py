@@ -22,7 +22,7 @@ from pipeline.io.text_reader import TextFields
 from pipeline.io.units import Unit, read_unit
 from pipeline.run_dir import RunDir
 from pipeline.run_lock import Fence
-from pipeline.schema import LINEAGE_SCHEMA, OUTCOME_FIELDS, RECORD_SCHEMA, TEXT
+from pipeline.schema import ERROR, LINEAGE_SCHEMA, OUTCOME_FIELDS, RECORD_SCHEMA, TEXT
 from pipeline.stats import READ_STAGE, StageTally
 from stages import STAGES, Stage
 
@@ -83,7 +83,7 @@ class UnitWorker:
                 rejects = AtomicParquetWriter(self.run_dir.reject_part(unit.id), rejects_schema(self.documents_schema))
                 writers.append(rejects)
             for records, read_seconds in self._record_batches(unit, span):
-                kept = self._account(tallies[0], records, read_seconds, rejects=None)
+                kept = self._account(tallies[0], records, read_seconds, rejects, failed_only=True)
                 for stage, tally in zip(self.stages, tallies[1:]):
                     if not kept.num_rows:
                         break
@@ -146,13 +146,14 @@ class UnitWorker:
                 return
             yield pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), time.perf_counter() - started
 
-    def _account(
-        self, tally: StageTally, outcome: pa.Table, seconds: float, rejects: AtomicParquetWriter | None
-    ) -> pa.Table:
-        """Count a stage's outcome, send the rows it did not keep to rejects, return the kept rows."""
+    def _account(self, tally: StageTally, outcome: pa.Table, seconds: float, rejects: AtomicParquetWriter | None,
+                 failed_only: bool = False) -> pa.Table:
+        """Count a stage's outcome, send the rows it did not keep to rejects (`failed_only`: only those that failed,
+        as for the read stage, whose drops are the crawl's requests, metadata and non-HTML records), return the
+        kept rows."""
         kept_mask = tally.count(outcome, seconds)
         if rejects is not None:
-            not_kept = outcome.filter(pc.invert(kept_mask))
+            not_kept = outcome.filter(pc.is_valid(outcome.column(ERROR)) if failed_only else pc.invert(kept_mask))
             rejects.write(not_kept.append_column("stage", pa.array([tally.stage] * not_kept.num_rows, pa.string())))
         return outcome.filter(kept_mask)
 

@@ -47,19 +47,19 @@ _POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cook
 class C4Config(StageConfig):
     """The C4 rules; numeric thresholds are switched off with None, pattern rules with false. Defaults are C4's."""
 
-    max_word_length: int | None = Field(1000, description="Lines holding a longer word (characters between spaces) "
-                                        "are removed. C4: 1000.")
+    max_word_length: int | None = Field(1000, ge=1, description="Lines holding a longer word (characters between "
+                                        "spaces) are removed. C4: 1000.")
     remove_citations: bool = Field(True, description="Cut Wikipedia-style citation markers ('[1]', '[edit]', "
                                    "'[citation needed]') out of lines. C4: on.")
     require_terminal_punct: bool = Field(True, description="Remove lines that do not end with '.', '?', '!', '\"' or "
                                          "\"'\", or that end with '...'. C4: on.")
-    min_words_per_line: int | None = Field(3, description="Lines with fewer words are removed. C4: 3.")
+    min_words_per_line: int | None = Field(3, ge=0, description="Lines with fewer words are removed. C4: 3.")
     drop_lorem_ipsum: bool = Field(True, description="Drop documents with 'lorem ipsum' in a line. C4: on.")
     remove_javascript_lines: bool = Field(True, description="Remove lines mentioning 'javascript'. C4: on.")
     drop_curly_bracket: bool = Field(True, description="Drop documents with a '{' in a line (likely code). C4: on.")
     remove_policy_lines: bool = Field(True, description="Remove lines about terms of use, privacy or cookie "
                                       "policies. C4: on.")
-    min_sentences: int | None = Field(5, description="Documents with fewer sentences in their kept lines are "
+    min_sentences: int | None = Field(5, ge=0, description="Documents with fewer sentences in their kept lines are "
                                       "dropped. C4: 5.")
     bad_words: str | None = Field(None, description="Path of a bad-words list (one word or phrase per line, # for "
                                   "comments), e.g. LDNOOBW's 'en' as C4 used; None (default) switches the rule off.")

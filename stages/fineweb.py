@@ -26,16 +26,16 @@ from stages.text_tools import SENTENCE_TERMINALS, Measured, Rule, RuleStage, dup
 class FineWebConfig(StageConfig):
     """Thresholds of the FineWeb rules; None switches a rule off. Defaults are the published ones."""
 
-    min_line_punct_ratio: float | None = Field(0.12, description="Share of lines ending with terminal punctuation "
-                                               "below this drops the document. FineWeb: 0.12.")
-    max_short_line_ratio: float | None = Field(0.67, description="Share of short lines above this drops. "
-                                               "FineWeb: 0.67.")
+    min_line_punct_ratio: float | None = Field(0.12, ge=0, le=1, description="Share of lines ending with terminal "
+                                               "punctuation below this drops the document. FineWeb: 0.12.")
+    max_short_line_ratio: float | None = Field(0.67, ge=0, le=1, description="Share of short lines above this "
+                                               "drops. FineWeb: 0.67.")
     short_line_length: int = Field(30, ge=0, description="A line of at most this many characters is short. "
                                    "FineWeb: 30.")
-    max_dup_line_char_ratio: float | None = Field(0.01, description="Share of characters in lines that repeat an "
-                                                  "earlier line above this drops. FineWeb: 0.01.")
-    max_newline_word_ratio: float | None = Field(0.3, description="Line breaks per word above this drop (list-like "
-                                                 "pages). FineWeb: 0.3.")
+    max_dup_line_char_ratio: float | None = Field(0.01, ge=0, le=1, description="Share of characters in lines that "
+                                                  "repeat an earlier line above this drops. FineWeb: 0.01.")
+    max_newline_word_ratio: float | None = Field(0.3, ge=0, description="Line breaks per word above this drop "
+                                                 "(list-like pages). FineWeb: 0.3.")
 
 
 class FineWeb(RuleStage):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stages.base import StageConfig
 from stages.text_tools import HAS_LETTER, SYMBOLS_ONLY, Measured, Rule, RuleStage, ratio, split_words, token_kind
@@ -35,24 +35,38 @@ GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 class GopherQualityConfig(StageConfig):
     """Thresholds of the Gopher quality rules; None switches a rule off. Defaults are the published ones."""
 
-    min_words: int | None = Field(50, description="Fewer words (tokens not made only of symbols) drop. Gopher: 50.")
-    max_words: int | None = Field(100_000, description="More words drop. Gopher: 100,000.")
-    min_mean_word_length: float | None = Field(3, description="Mean word length (characters) below this drops. "
-                                               "Gopher: 3.")
-    max_mean_word_length: float | None = Field(10, description="Mean word length above this drops. Gopher: 10.")
-    max_hash_word_ratio: float | None = Field(0.1, description="'#' characters per token above this drop. Gopher: "
-                                              "0.1 (its symbol-to-word ratio, for the hash).")
-    max_ellipsis_word_ratio: float | None = Field(0.1, description="'...' and '…' per token above this drop. Gopher: "
-                                                  "0.1 (its symbol-to-word ratio, for the ellipsis).")
-    max_bullet_lines_ratio: float | None = Field(0.9, description="Share of lines starting with a bullet ('•' or "
-                                                 "'-') above this drops. Gopher: 0.9.")
-    max_ellipsis_lines_ratio: float | None = Field(0.3, description="Share of lines ending with an ellipsis above "
-                                                   "this drops. Gopher: 0.3.")
-    min_alpha_words_ratio: float | None = Field(0.8, description="Share of tokens holding at least one letter below "
-                                                "this drops. Gopher: 0.8.")
-    min_stop_words: int | None = Field(2, description="Fewer distinct stop words drop. Gopher: 2.")
+    min_words: int | None = Field(50, ge=0, description="Fewer words (tokens not made only of symbols) drop. "
+                                  "Gopher: 50.")
+    max_words: int | None = Field(100_000, ge=1, description="More words drop. Gopher: 100,000.")
+    min_mean_word_length: float | None = Field(3, ge=0, description="Mean word length (characters) below this "
+                                               "drops. Gopher: 3.")
+    max_mean_word_length: float | None = Field(10, gt=0, description="Mean word length above this drops. Gopher: 10.")
+    max_hash_word_ratio: float | None = Field(0.1, ge=0, description="'#' characters per token above this drop. "
+                                              "Gopher: 0.1 (its symbol-to-word ratio, for the hash).")
+    max_ellipsis_word_ratio: float | None = Field(0.1, ge=0, description="'...' and '…' per token above this drop. "
+                                                  "Gopher: 0.1 (its symbol-to-word ratio, for the ellipsis).")
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1, description="Share of lines starting with a bullet "
+                                                 "('•' or '-') above this drops. Gopher: 0.9.")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1, description="Share of lines ending with an "
+                                                   "ellipsis above this drops. Gopher: 0.3.")
+    min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1, description="Share of tokens holding at least one "
+                                                "letter below this drops. Gopher: 0.8.")
+    min_stop_words: int | None = Field(2, ge=0, description="Fewer distinct stop words drop. Gopher: 2.")
     stop_words: list[str] = Field(list(GOPHER_STOP_WORDS), description="The stop words, matched case-sensitively. "
                                   "Gopher: the, be, to, of, and, that, have, with.")
+
+    @model_validator(mode="after")
+    def _every_rule_can_be_passed(self) -> GopherQualityConfig:
+        """A minimum above its maximum, or more stop words required than listed, would drop every document."""
+        for low, high in (("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")):
+            low_value, high_value = getattr(self, low), getattr(self, high)
+            if low_value is not None and high_value is not None and low_value > high_value:
+                raise ValueError(f"{low} {low_value} is above {high} {high_value}: no document could pass")
+        listed = len(set(self.stop_words))
+        if self.min_stop_words is not None and self.min_stop_words > listed:
+            raise ValueError(f"min_stop_words {self.min_stop_words} is more than the {listed} distinct stop_words: "
+                             "no document could pass")
+        return self
 
 
 class GopherQuality(RuleStage):

@@ -44,7 +44,7 @@ _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _limit(default: float, what: str) -> float | None:
-    return Field(default, description=f"{what} above this drops the document. Gopher: {default}.")
+    return Field(default, ge=0, le=1, description=f"{what} above this drops the document. Gopher: {default}.")
 
 
 class GopherRepetitionConfig(StageConfig):

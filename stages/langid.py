@@ -23,7 +23,8 @@ class LangIdConfig(StageConfig):
         None, description="Path or URL of a fastText language-ID model; default: lid.176.ftz, fetched and cached."
     )
     languages: list[str] | None = Field(
-        default_factory=lambda: ["en"], description="Languages to keep (lid.176 codes: en, de, fr, ...); null: all."
+        default_factory=lambda: ["en"], min_length=1,
+        description="Languages to keep (lid.176 codes: en, de, fr, ...); null: all.",
     )
     min_score: float = Field(0.65, ge=0, le=1, description="Documents whose top language scores lower are dropped.")
 

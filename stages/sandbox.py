@@ -7,7 +7,11 @@ and on overrun kills the child, reports a timeout for that document and starts a
 The cost is one pickle round trip per document, small next to parsing HTML.
 
 The child is a plain `python -c ...child_main` process talking length-prefixed pickles over its stdin/stdout,
-so it does not depend on how the parent was started (a Ray worker, a notebook, a script on stdin).
+so it does not depend on how the parent was started (a Ray worker, a notebook, a script on stdin). On Linux the
+kernel kills it when its parent dies, so a worker that is killed (say for running past its unit's time limit)
+leaves no child parsing a page for nobody. A child that dies during a call may have been killed for reasons of
+the machine's (the out-of-memory killer), so the call is tried once more in a fresh child; only a document whose
+child dies twice is reported as a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import importlib
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -68,8 +73,22 @@ def _read_frame(stream: BinaryIO) -> Any:
     return pickle.loads(_read_exact(stream, size))
 
 
-def child_main(factory: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), and exit now if the
+    parent is already gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def child_main(factory: str, parent: str = "") -> None:
     """The child's loop: build the function, then answer one request at a time until stdin closes."""
+    if parent:
+        _die_with_parent(int(parent))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # library prints must not corrupt the reply stream
     options = _read_frame(requests)
@@ -110,7 +129,17 @@ class Sandbox:
         self.restarts = 0
 
     def call(self, *args: Any) -> Any:
-        """Result of the function on args; raises SandboxTimeout, SandboxCrash, or SandboxError when it raised."""
+        """Result of the function on args; raises SandboxTimeout, SandboxCrash (the child died on it twice, in two
+        children), or SandboxError when it raised."""
+        try:
+            return self._call_once(*args)
+        except SandboxCrash:
+            try:
+                return self._call_once(*args)  # in a fresh child
+            except SandboxCrash as again:
+                raise SandboxCrash(f"{again} (twice, in two child processes)") from None
+
+    def _call_once(self, *args: Any) -> Any:
         process = self._ensure_child()
         try:
             _write_frame(process.stdin, args)
@@ -145,7 +174,8 @@ class Sandbox:
             self._kill()
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from stages.sandbox import child_main; child_main(sys.argv[1])", self._factory],
+            [sys.executable, "-c", "import sys; from stages.sandbox import child_main; child_main(*sys.argv[1:])",
+             self._factory, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=environment,

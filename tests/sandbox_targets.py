@@ -17,6 +17,11 @@ def make_crasher():
     def crash_on(value):
         if value == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
+        if isinstance(value, str) and value.startswith("crash once:"):  # dies the first time only: a transient crash
+            flag = value.split(":", 1)[1]
+            if not os.path.exists(flag):
+                open(flag, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
         if value == "raise":
             raise ValueError("bad document")
         return value

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import pipeline_cli
 from pipeline.config import ConfigError, RunConfig, apply_override, load_config
 from stages.extract import ExtractConfig
 
@@ -162,6 +163,15 @@ def test_an_empty_stage_list_is_an_error(tmp_path):
     assert "stages" in config_error(path)
 
 
+@pytest.mark.parametrize("stages", [["extract", "gopher_quality", "c4", "gopher_quality"],
+                                    ["extract", {"gopher_quality": {"min_words": 10}}, {"gopher_quality": None}]],
+                         ids=["bare", "with-other-settings"])
+def test_a_per_document_stage_listed_twice_is_refused_with_its_index(tmp_path, stages):
+    """The funnel counts a stage by name: a second gopher_quality would be counted into the first."""
+    path = config_file(tmp_path, valid_document(stages=stages))
+    assert config_error(path) == f"{path}: stages: [{len(stages) - 1}] gopher_quality is listed twice"
+
+
 def test_an_input_path_that_matches_no_file_is_named_with_the_pattern(tmp_path):
     pattern = str(tmp_path / "nowhere" / "*.warc.gz")
     path = config_file(tmp_path, valid_document(input={"paths": [str(REAL_WARC), pattern]}))
@@ -264,6 +274,15 @@ def test_an_override_into_a_missing_stage_is_an_error(tmp_path, override):
     path = config_file(tmp_path, valid_document())
     message = config_error(path, [override])
     assert str(path) in message and override.split("=")[0] in message and "no item" in message
+
+
+def test_an_override_that_is_not_valid_yaml_exits_2_with_one_line_naming_it(tmp_path):
+    path = config_file(tmp_path, valid_document())
+    completed = pipeline_cli("run", "--config", str(path), "--output", str(tmp_path / "out"), "--set", "name=[unclosed")
+    assert completed.returncode == 2
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: --set name: ") and "not valid YAML" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_override_without_an_equals_sign_is_an_error():

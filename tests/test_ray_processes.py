@@ -162,3 +162,68 @@ def test_sigint_and_sigterm_end_the_run_with_one_line_and_the_same_command_resum
                               str(output), "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert " done earlier" in resumed.stdout
+
+
+def busy_unit_workers(pid: int) -> set[int]:
+    """The pids of the run's document workers that are processing a unit now (Ray names such a process
+    ray::UnitActor.process while the call runs)."""
+    found = set()
+    for process, _ in descendants(pid):
+        try:
+            if Path(f"/proc/{process}/cmdline").read_bytes().startswith(b"ray::UnitActor.process"):
+                found.add(process)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_unit_that_hangs_is_killed_at_the_time_limit_tried_once_more_and_then_failed_by_name(tmp_path, warc_dir):
+    """One worker; once it has finished a unit, it is frozen in the middle of the next (SIGSTOP: a hang nothing
+    inside the process can see). The runner kills it when the unit reaches ray.unit_timeout_s and gives the unit
+    to the restarted worker; that one is frozen too, so the unit fails, named with its file and byte range, and the
+    run finishes the others."""
+    limit_s = 4
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "hang", "input": {"paths": [str(warc_dir / "derived_real_html" / "derived-real-html-00000.warc.gz")],
+                                  "unit_mb": 1},
+        "stages": ["extract"], "ray": {"in_process_max_mb": 0, "workers": 1, "unit_timeout_s": limit_s}}))
+    output = tmp_path / "run"
+    process = start(config, output)
+    frozen: list[int] = []
+    killed_after_s: list[float] = []
+    try:
+        wait_for_markers(process, output, 1)
+        for _ in range(2):
+            deadline = time.monotonic() + 120
+            while not busy_unit_workers(process.pid) - set(frozen):
+                assert process.poll() is None and time.monotonic() < deadline, "no busy worker to freeze"
+                time.sleep(0.02)
+            [worker] = busy_unit_workers(process.pid) - set(frozen)
+            os.kill(worker, signal.SIGSTOP)
+            frozen.append(worker)
+            stopped = time.monotonic()
+            while alive_and_not_zombie(worker):
+                assert time.monotonic() - stopped < limit_s + 30, "the frozen worker was never killed"
+                time.sleep(0.05)
+            killed_after_s.append(time.monotonic() - stopped)
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, stderr[-3000:]
+    # killed when the unit reached the limit (it had started before the freeze), plus Ray's grace to kill it
+    assert all(seconds <= limit_s + 10 for seconds in killed_after_s), killed_after_s
+    failed = [line for line in stdout.splitlines() if line.startswith("FAILED UNIT")]
+    assert len(failed) == 1 and "UnitTimeout: " in failed[0], stdout[-3000:]
+    assert "derived-real-html-0000" in failed[0] and "(bytes " in failed[0] and "2 times" in failed[0]
+    plan = json.loads((output / "plan.json").read_text())
+    assert markers(output) == len(plan["units"]) - 1  # every other unit finished
+
+
+def alive_and_not_zombie(pid: int) -> bool:
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False

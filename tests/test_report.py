@@ -12,12 +12,17 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import pipeline_cli
 from pipeline import inspect, report
+from pipeline.config import load_config
+from pipeline.runner import run_pipeline
 from stages import STAGES
 
 pytestmark = pytest.mark.slow
@@ -184,3 +189,31 @@ def test_a_run_without_training_or_rejects_still_reports(quickstart_run, tmp_pat
     assert "the run did not keep rejects" in html
     assert "alt='training loss'" not in html and "alt='tokens per shard'" not in html
     assert "alt='funnel'" in html and "alt='signals of langid'" in html
+
+
+def kept_run(directory: Path, urls: list[str]) -> Path:
+    """A run of one prose document per URL through gopher_quality, which keeps them all (in this process)."""
+    corpus = directory / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "url": url, "text": "The boats rocked in the harbour and "
+                                          "the tide came in with the wind. " * 8}) + "\n"
+                              for i, url in enumerate(urls)))
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump({"name": "kept", "input": {"paths": [str(corpus)]}, "stages": ["gopher_quality"]}))
+    result = run_pipeline(load_config(config, output=str(directory / "run")), show_progress=False)
+    assert result.ok and result.funnel[-1].kept == len(urls)
+    return result.run_dir
+
+
+def test_a_run_that_dropped_and_failed_nothing_reports(tmp_path):
+    run_dir = kept_run(tmp_path, [f"https://site{i}.example.org/" for i in range(3)])
+    page = report.write_report(run_dir).read_text()
+    assert "<p>Nothing was dropped.</p>" in page and "alt='funnel'" in page
+
+
+def test_a_hostname_with_dollar_signs_is_drawn_as_written_not_as_math(tmp_path):
+    hosts = ["$x^2$.com", "$a_$.com"]  # matplotlib would draw the first as x squared and fail on the second
+    run_dir = kept_run(tmp_path, [f"https://{host}/page" for host in hosts])
+    assert "alt='domains'" in report.write_report(run_dir).read_text()
+    labels = report.domains_figure(inspect.load_run(run_dir)).axes[0].get_yticklabels()
+    assert sorted(label.get_text() for label in labels) == sorted(hosts)
+    assert not any(label.get_parse_math() for label in labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -122,7 +123,7 @@ def test_malformed_and_old_archives_go_through_with_errors_counted_where_they_ha
     inputs = [str(p) for p in (data_dir / "warc" / "robustness_warcio").iterdir() if p.name != "SOURCE.txt"]
     inputs += [str(data_dir / "warc" / "aut_heritrix" / "IAH-archive.org-2008.warc.gz")]
     inputs += [str(p) for p in damaged.values()] + [str(data_dir.joinpath("warc", *ORIGINAL_WARC))]
-    result = run(tmp_path, inputs)
+    result = run(tmp_path, inputs, rejects=True)
     stages = by_stage(result)
 
     assert result.ok and not accounting_problems(result.funnel)
@@ -133,6 +134,12 @@ def test_malformed_and_old_archives_go_through_with_errors_counted_where_they_ha
     assert all(ex["offset"] > 0 for ex in examples)
     for reason in ("record_type:request", "record_type:revisit", "not_html", "http_status:404", "not_http"):
         assert read.dropped[reason] > 0, reason
+    # every record that failed to be read is in rejects/, with its file and offset (the crawl's drops are not)
+    rejects = ds.dataset(result.run_dir / "rejects", format="parquet").to_table().to_pandas()
+    read_rejects = rejects[rejects["stage"] == "read"]
+    assert len(read_rejects) == read.failed_total and read_rejects["error"].notna().all()
+    assert sorted(read_rejects["error"].value_counts().items()) == sorted(read.failed.items())
+    assert read_rejects["source"].notna().all() and read_rejects["offset"].notna().all()
 
     docs = documents(result.run_dir)
     kept_per_file = docs.groupby(docs["source"].map(lambda s: Path(s).name)).size()
@@ -227,6 +234,38 @@ def test_quickstart_runs_offline_and_its_output_reads_back(quickstart_run):
 def test_stats_of_a_directory_that_is_not_a_run_is_an_error(tmp_path):
     completed = cli("stats", str(tmp_path))
     assert completed.returncode == 2 and "no statistics" in completed.stderr
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """A run of three JSONL documents through gopher_quality (in this process: no Ray)."""
+    directory = tmp_path_factory.mktemp("small")
+    corpus = directory / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": "The boats rocked in the harbour and the tide "
+                                          "came in with the wind. " * 8}) + "\n" for i in range(3)))
+    assert run(directory, [str(corpus)], stages=["gopher_quality"]).ok
+    return directory / "run"
+
+
+SUMMARY_DAMAGES = {
+    "cut short": lambda text: text[:len(text) // 2],
+    "not a mapping": lambda text: "[1, 2, 3]",
+    "without its stages": lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "stages"}),
+    "a stage without counts": lambda text: json.dumps({**json.loads(text), "stages": [{"stage": "read"}]}),
+}
+
+
+@pytest.mark.parametrize("damage", SUMMARY_DAMAGES.values(), ids=SUMMARY_DAMAGES.keys())
+def test_a_damaged_summary_makes_stats_and_report_exit_2_with_one_line_naming_it(small_run, tmp_path, damage):
+    copy = tmp_path / "run"
+    shutil.copytree(small_run, copy)
+    summary = copy / "stats" / "summary.json"
+    summary.write_text(damage(summary.read_text()))
+    for command in ("stats", "report"):
+        completed = cli(command, str(copy))
+        assert completed.returncode == 2, (command, completed.stderr)
+        [line] = completed.stderr.strip().splitlines()
+        assert line.startswith(f"error: {summary}: "), (command, line)
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.io.storage import StoragePath, storage_path
 
@@ -17,6 +17,13 @@ class ModelSettings(BaseModel):
     n_embd: int = Field(768, ge=8, description="Width of the residual stream.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on embeddings, attention and MLP outputs.")
     bias: bool = Field(False, description="Biases in linear layers and LayerNorms (GPT-2 had them).")
+
+    @model_validator(mode="after")
+    def _heads_split_the_width(self) -> ModelSettings:
+        """Each head gets n_embd / n_head channels: found here, not when the model is built after the pipeline."""
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        return self
 
 
 class TrainingSettings(BaseModel):
@@ -43,6 +50,13 @@ class TrainingSettings(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bfloat16 on CUDA, else float32.")
     compile: bool = Field(False, description="torch.compile the model (worth it on a GPU; slow to start on a CPU).")
     seed: int = Field(0, description="Seed of the initialisation, dropout and the batches.")
+
+    @model_validator(mode="after")
+    def _schedule_decays(self) -> TrainingSettings:
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(f"min_learning_rate {self.min_learning_rate} is above learning_rate "
+                             f"{self.learning_rate}: the schedule would rise instead of decay")
+        return self
 
 
 class TrainConfig(TrainingSettings):
