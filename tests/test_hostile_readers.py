@@ -321,3 +321,19 @@ def test_a_wet_record_over_the_limit_is_too_large_and_never_held_in_memory(tmp_p
     assert [outcome(row) for row in rows] == ["record_type:warcinfo", "kept", "too_large", "kept", "kept"]
     assert rows[2]["url"] == "http://example.com/huge" and rows[2]["text"] is None
     assert peak < 8 * MB  # the record is 64 MB
+
+
+def test_damage_in_a_gzip_stream_is_reported_at_the_damaged_members_offset(tmp_path):
+    """Members that each inflate past one output step, then a damaged one: the reader's count of compressed bytes
+    stays exact, so the damage is reported where that member starts."""
+    from pipeline.io.gzip_members import ConcatenatedGzipReader
+
+    good = [gzip.compress(b"<div>" * 400_000, mtime=0), gzip.compress(b"<p>" * 500_000, mtime=0)]
+    damaged = bytearray(gzip.compress(os.urandom(5_000), mtime=0))
+    damaged[40:60] = bytes(20)
+    path = tmp_path / "stream.gz"
+    path.write_bytes(b"".join(good) + bytes(damaged))
+    with open(path, "rb") as fh:
+        reader = ConcatenatedGzipReader(fh)
+        assert reader.read().startswith(b"<div>")
+    assert reader.damage is not None and reader.damage.offset == sum(map(len, good))

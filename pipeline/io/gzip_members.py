@@ -218,9 +218,10 @@ class ConcatenatedGzipReader(io.RawIOBase):
             self.damage = DamagedMember(self._member_start, f"bad compressed data ({exc})")
             self._ended = True
             return
-        self._unconsumed = self._inflater.unconsumed_tail
+        # As in inflate_member: at a member's end the rest of `data` is in unused_data (and maybe unconsumed_tail).
         after_member = self._inflater.unused_data
-        self._compressed_position += len(data) - len(self._unconsumed) - len(after_member)
+        self._unconsumed = b"" if self._inflater.eof else self._inflater.unconsumed_tail
+        self._compressed_position += len(data) - len(after_member if self._inflater.eof else self._unconsumed)
         if self._inflater.eof:
             self._member_start = self._compressed_position
             self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
