@@ -71,10 +71,28 @@ def descendants(pid: int) -> set[tuple[int, int]]:
 
 
 def alive(process: tuple[int, int]) -> bool:
+    """Whether the process (pid, start time) still runs: not gone, not a zombie (exited, waiting to be reaped),
+    and not a later process given the same pid."""
     try:
-        return int(Path(f"/proc/{process[0]}/stat").read_bytes().rsplit(b")", 1)[1].split()[19]) == process[1]
+        fields = Path(f"/proc/{process[0]}/stat").read_bytes().rsplit(b")", 1)[1].split()
     except OSError:
         return False
+    return fields[0] != b"Z" and int(fields[19]) == process[1]
+
+
+def survivors(processes: set[tuple[int, int]], within_s: float) -> list[str]:
+    """The command lines of the processes still running after up to `within_s` seconds (checked every 0.1 s)."""
+    deadline = time.monotonic() + within_s
+    while [p for p in processes if alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = []
+    for pid, started in processes:
+        if alive((pid, started)):
+            try:
+                found.append(f"{pid}: {Path(f'/proc/{pid}/cmdline').read_bytes().replace(bytes(1), b' ')[:120]!r}")
+            except OSError:
+                pass
+    return found
 
 
 def test_a_leftover_address_file_of_a_dead_ray_is_never_joined(tmp_path, config):
@@ -137,7 +155,7 @@ def test_nothing_of_a_killed_run_goes_on_writing_or_running(tmp_path, config, ki
     at_kill = markers(output)
     time.sleep(6)
     assert markers(output) == at_kill, "workers went on finishing units after their driver was killed"
-    assert not [p for p in ours if alive(p)], "processes of the killed run are still running"
+    assert not survivors(ours, within_s=0), "processes of the killed run are still running"
 
 
 @pytest.mark.parametrize("signal_number, status, word", [(signal.SIGTERM, 143, "terminated"),
@@ -154,8 +172,7 @@ def test_sigint_and_sigterm_end_the_run_with_one_line_and_the_same_command_resum
     assert stderr.strip().splitlines()[-1] == f"{word}; the same command resumes", stderr
     assert "Traceback" not in stderr
     assert not (output / "_lock.json").exists()
-    time.sleep(2)
-    assert not [p for p in ours if alive(p)]
+    assert not survivors(ours, within_s=10)
     if signal_number == signal.SIGINT:
         return  # (resuming is the same after either)
     resumed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
@@ -200,10 +217,11 @@ def test_a_unit_that_hangs_is_killed_at_the_time_limit_tried_once_more_and_then_
                 assert process.poll() is None and time.monotonic() < deadline, "no busy worker to freeze"
                 time.sleep(0.02)
             [worker] = busy_unit_workers(process.pid) - set(frozen)
+            frozen_process = next(p for p in descendants(process.pid) if p[0] == worker)
             os.kill(worker, signal.SIGSTOP)
             frozen.append(worker)
             stopped = time.monotonic()
-            while alive_and_not_zombie(worker):
+            while alive(frozen_process):
                 assert time.monotonic() - stopped < limit_s + 30, "the frozen worker was never killed"
                 time.sleep(0.05)
             killed_after_s.append(time.monotonic() - stopped)
@@ -220,10 +238,3 @@ def test_a_unit_that_hangs_is_killed_at_the_time_limit_tried_once_more_and_then_
     assert "derived-real-html-0000" in failed[0] and "(bytes " in failed[0] and "2 times" in failed[0]
     plan = json.loads((output / "plan.json").read_text())
     assert markers(output) == len(plan["units"]) - 1  # every other unit finished
-
-
-def alive_and_not_zombie(pid: int) -> bool:
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
