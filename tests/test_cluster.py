@@ -1,17 +1,17 @@
-"""A real Ray head node on 127.0.0.1 (`ray start --head`), a run submitted to it with `ray job submit`, and a run
-whose driver joins it with --address: both give the documents a run on the embedded local Ray gives."""
+"""A real Ray head node on 127.0.0.1 (scripts/local_cluster.py, as README's recipe starts it), a run submitted to it
+with `ray job submit`, and a run whose driver joins it with --address: both give the documents a run on the embedded
+local Ray gives. Another Ray holds Ray's default ports meanwhile, as on a machine that someone else's Ray shares."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -20,55 +20,72 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
+LOCAL_CLUSTER = REPO / "scripts" / "local_cluster.py"
 # Everything on 127.0.0.1, no token (start and submit agree), no usage reporting: see ../shared/ENVIRONMENT.md.
 CLUSTER_ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
                "RAY_USAGE_STATS_ENABLED": "0"}
 CLUSTER_ENV.pop("RAY_ADDRESS", None)
+# GCS, dashboard, dashboard agent: a head started on these fails when another Ray holds them.
+DEFAULT_PORTS = (6379, 8265, 52365)
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
+def load_local_cluster():
+    """scripts/ is not a package: load scripts/local_cluster.py by path."""
+    spec = importlib.util.spec_from_file_location("local_cluster", LOCAL_CLUSTER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+local_cluster = load_local_cluster()
+
+
+def listening(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A head node in its own process group (`--block`), so that the teardown stops this cluster and no other.
-    It declares one GPU (a logical resource: Ray schedules by it, nothing checks the hardware), so that a stage
-    that asks for a GPU has a node to go to."""
-    base = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Unix socket paths have a length limit
-    temp_dir = os.path.join(base, "ray")  # so that <base>/ray/ray_current_cluster names this head (RAY_TMPDIR)
-    port, dashboard = free_port(), free_port()
-    head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--num-gpus=1", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--temp-dir={temp_dir}"],
-        env=CLUSTER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    dashboard_url = f"http://127.0.0.1:{dashboard}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{dashboard_url}/api/version", timeout=2).read()
-            if os.path.exists(os.path.join(temp_dir, "ray_current_cluster")):  # written last by `ray start`
-                break
-        except OSError:
-            pass
-        if head.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("the Ray head node did not start")
-        time.sleep(0.5)
-    yield {"address": f"127.0.0.1:{port}", "dashboard": dashboard_url, "ray_tmpdir": base}
-    os.killpg(head.pid, signal.SIGTERM)
+def ray_on_default_ports():
+    """A Ray head started with Ray's default ports, in its own process group. Where someone else's Ray already
+    holds them, this one may not start: the condition holds all the same. It outlives the test's head, whose stop
+    must leave it running."""
+    base = tempfile.mkdtemp(prefix="rd", dir="/tmp")  # short: Unix socket paths have a length limit
+    temp_dir = os.path.join(base, "ray")
+    other = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=0",
+                              "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}"],
+                             env=CLUSTER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     try:
-        head.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(head.pid, signal.SIGKILL)  # what SIGTERM left (the GCS can linger)
-    except ProcessLookupError:
-        pass
-    head.wait()
+        deadline = time.monotonic() + 120
+        while not (all(listening(port) for port in DEFAULT_PORTS)  # and this head has started, or given up:
+                   and (os.path.exists(os.path.join(temp_dir, "ray_current_cluster")) or other.poll() is not None)):
+            assert time.monotonic() < deadline, f"Ray's default ports {DEFAULT_PORTS} are not all held"
+            time.sleep(0.5)
+        running = other.poll() is None
+        yield
+        assert not running or other.poll() is None, "stopping the test's head stopped the other Ray too"
+    finally:
+        local_cluster.end_process_group(other.pid, temp_dir)
+        other.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head(ray_on_default_ports):
+    """The head README's recipe starts: every port a free one, in a process group of its own that `stop` ends, and
+    no other Ray. It declares one GPU (a logical resource: Ray schedules by it, nothing checks the hardware), so that
+    a stage that asks for a GPU has a node to go to."""
+    base = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short; the head's Ray temp dir is <base>/ray
+    started = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "start", base, "--num-cpus=2", "--num-gpus=1"],
+                             env=CLUSTER_ENV, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = local_cluster.read_state(Path(base))
+    yield {"address": state["HEAD_ADDRESS"], "dashboard": state["HEAD_DASHBOARD_URL"], "ray_tmpdir": base}
+    stopped = subprocess.run([sys.executable, str(LOCAL_CLUSTER), "stop", base], env=CLUSTER_ENV,
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -93,16 +110,11 @@ def run_locally(config: Path, output: Path) -> list[str]:
 
 
 def test_a_job_submitted_to_a_head_node_gives_the_local_result(ray_head, config, tmp_path):
-    deadline = time.monotonic() + 120
-    while True:  # a head node answers HTTP before its job agent has registered: Ray says to try again later
-        submitted = subprocess.run(
-            [RAY, "job", "submit", "--address", ray_head["dashboard"], "--",
-             sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output", str(tmp_path / "job"),
-             "--quiet"],
-            env=CLUSTER_ENV, capture_output=True, text=True, timeout=600)
-        if "No available agent" not in submitted.stdout + submitted.stderr or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    submitted = subprocess.run(
+        [RAY, "job", "submit", "--address", ray_head["dashboard"], "--",
+         sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output", str(tmp_path / "job"),
+         "--quiet"],
+        env=CLUSTER_ENV, capture_output=True, text=True, timeout=300)
     assert submitted.returncode == 0 and "succeeded" in submitted.stdout, submitted.stdout[-3000:]
     assert "documents in" in submitted.stdout  # the run's own summary, streamed back by the job client
     assert ids(tmp_path / "job") == run_locally(config, tmp_path / "local") != []

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,6 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_cluster import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_a_leftover_address_file_of_a_dead_ray_is_never_joined(tmp_path, config)
     the run starts its own instead."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Unix socket paths have a length limit
     (ray_tmp / "ray").mkdir(parents=True)
-    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")  # nobody listens there
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_free_port()}")  # nobody listens there
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     try:
@@ -117,7 +117,8 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
     """A word list that the driver saw (prepare) but the workers do not (gone from their node): the run stops with
     the workers' FileNotFoundError instead of handing every unit to workers that fail it in milliseconds."""
     from pipeline.config import load_config
-    from pipeline.plan import plan_units
+    from pipeline.plan import plan_inputs, plan_units
+    from pipeline.progress import NoProgress
     from pipeline.run_dir import RunDir, open_run_dir
     from pipeline.runner import WorkerSetupError, _process_units, prepare_stages
 
@@ -131,11 +132,11 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
     run = RunDir(config.run_dir())
     with open_run_dir(run, config.resolved(), overwrite=False) as opened:
         worker_config = prepare_stages(config, run)
-        units = plan_units(config, [], run.root)
+        units = plan_units(config, plan_inputs(config, [], run.root))
         assert len(units) > 10
         words.unlink()
         with pytest.raises(WorkerSetupError, match=rf"FileNotFoundError: .*{words}"):
-            _process_units(units, worker_config, run, opened.fence, show_progress=False)
+            _process_units(units, worker_config, run, opened.fence, NoProgress())
     assert markers(run.root) == 0
 
 
@@ -238,3 +239,9 @@ def test_a_unit_that_hangs_is_killed_at_the_time_limit_tried_once_more_and_then_
     assert "derived-real-html-0000" in failed[0] and "(bytes " in failed[0] and "2 times" in failed[0]
     plan = json.loads((output / "plan.json").read_text())
     assert markers(output) == len(plan["units"]) - 1  # every other unit finished
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
