@@ -1,10 +1,12 @@
 """The plan of a run: which files, cut into which units. Saved as plan.json so that a re-run resumes the same units,
-with each input file's size and modification time so that a re-run refuses input that changed in between.
+with each input file's use (read, skipped as not data, empty), size and modification time, so that a re-run refuses
+input that changed in between and reports the same input files.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import defaultdict
@@ -14,11 +16,14 @@ from pathlib import Path
 from pipeline.config import ConfigError, RunConfig
 from pipeline.io.archive_reader import NO_MEMBER
 from pipeline.io.atomic import atomic_write_json
+from pipeline.io.data_files import input_use, warc_and_wet_warning
 from pipeline.io.lineage import source_name
 from pipeline.io.remote import is_uri
 from pipeline.io.storage import StoragePath
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
 from pipeline.output_guard import is_run_file
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 AUTO_UNITS = 64
@@ -37,13 +42,47 @@ def configured_files(config: RunConfig) -> list[str]:
     return sorted(files)
 
 
-def input_files(config: RunConfig, generated: list[str], run_root: StoragePath | None = None) -> list[str]:
-    """Every input file once, in a stable order; never a file the run writes itself (an input glob or folder that
-    contains the run directory would otherwise read the run's own output)."""
+def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath | None = None) -> dict[str, dict]:
+    """Every input file once, in a stable order, with its size, modification time and use: {"bytes", "mtime_ns",
+    "use": "read" | "skipped" | "empty", "reason" (of a skipped file)}. Never a file the run writes itself (an input
+    glob or folder that contains the run directory would otherwise read the run's own output).
+
+    Of the files found through a folder or glob, only data files are read (pipeline/io/data_files.py); a file named
+    by its own path, or written by the run (the demo crawl, downloads), is always read. Logs a warning when captures
+    come both as WARC and as WET: their pages would be read twice.
+    """
     own = (lambda path: is_run_file(run_root, path)) if isinstance(run_root, Path) else (lambda path: False)
-    files = {os.path.abspath(path) for path in configured_files(config) if not own(path)}
-    files.update(os.path.abspath(path) for path in generated)  # written by the run itself (the demo crawl)
-    return sorted(files)
+    configured = {os.path.abspath(path) for path in configured_files(config) if not own(path)}
+    written = {os.path.abspath(path) for path in generated}  # by the run itself (the demo crawl, downloads)
+    named = written | {os.path.abspath(pattern) for pattern in config.input.paths
+                       if not is_uri(pattern) and os.path.isfile(pattern)}
+    inputs = {}
+    for path in sorted(configured | written):
+        use, reason = input_use(path, path in named)
+        inputs[path] = {**_fingerprint(path), "use": use, **({"reason": reason} if reason else {})}
+    warning = warc_and_wet_warning(files_read(inputs))
+    if warning:
+        log.warning(warning)
+    return inputs
+
+
+def files_read(inputs: dict[str, dict]) -> list[str]:
+    """The input files a plan reads (a plan saved before files had a use reads them all)."""
+    return [path for path, entry in inputs.items() if entry.get("use", "read") == "read"]
+
+
+def input_report(inputs: dict[str, dict]) -> dict:
+    """What the run's summary says of its input files: how many are read, which are skipped and why, which are
+    empty, and the warning about captures read twice."""
+    read = files_read(inputs)
+    warning = warc_and_wet_warning(read)
+    return {
+        "read": len(read),
+        "skipped": [{"path": path, "reason": entry["reason"]} for path, entry in inputs.items()
+                    if entry.get("use") == "skipped"],
+        "empty": [path for path, entry in inputs.items() if entry.get("use") == "empty"],
+        "warnings": [warning] if warning else [],
+    }
 
 
 def unit_bytes(config: RunConfig, files: list[str]) -> int:
@@ -54,8 +93,9 @@ def unit_bytes(config: RunConfig, files: list[str]) -> int:
     return int(min(64 * MB, max(1 * MB, total / AUTO_UNITS)))
 
 
-def plan_units(config: RunConfig, generated: list[str] = (), run_root: StoragePath | None = None) -> list[Unit]:
-    files = input_files(config, list(generated), run_root)
+def plan_units(config: RunConfig, inputs: dict[str, dict]) -> list[Unit]:
+    """The units of the input files the plan reads (`plan_inputs`)."""
+    files = files_read(inputs)
     _check_unique_names(files)
     size = unit_bytes(config, files)
     units = []
@@ -80,33 +120,31 @@ def _check_unique_names(files: list[str]) -> None:
         )
 
 
-def save_plan(path: StoragePath, units: list[Unit], inputs: dict[str, dict] | None = None) -> None:
-    """Save the units, and each input file's size and modification time (`inputs`: kept from the saved plan when
-    a re-run only updates units; None: read from the files now)."""
-    if inputs is None:
-        inputs = fingerprints(sorted({unit.path for unit in units}))
+def save_plan(path: StoragePath, units: list[Unit], inputs: dict[str, dict]) -> None:
+    """Save the units, and each input file's use, size and modification time (`plan_inputs`)."""
     atomic_write_json(path, {"units": [unit.to_dict() for unit in units], "inputs": inputs})
 
 
 def load_plan(path: StoragePath) -> tuple[list[Unit], dict[str, dict]]:
-    """The saved units, and the saved size and modification time of each input file."""
+    """The saved units, and the saved use, size and modification time of each input file."""
     saved = json.loads(path.read_text())
     return [Unit.from_dict(values) for values in saved["units"]], saved.get("inputs", {})
 
 
-def fingerprints(files: list[str]) -> dict[str, dict]:
-    found = {}
-    for path in files:
-        status = os.stat(path)
-        found[path] = {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
-    return found
+def _fingerprint(path: str) -> dict:
+    status = os.stat(path)
+    return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 def check_inputs(saved: dict[str, dict]) -> None:
-    """Raise InputChanged, naming the first input file whose size or modification time is not what was planned."""
-    for path, planned in saved.items():
+    """Raise InputChanged, naming the first input file read (or empty) whose size or modification time is not what
+    was planned; a skipped file may change."""
+    for path, entry in saved.items():
+        if entry.get("use") == "skipped":
+            continue
+        planned = {"bytes": entry["bytes"], "mtime_ns": entry["mtime_ns"]}
         try:
-            now = fingerprints([path])[path]
+            now = _fingerprint(path)
         except FileNotFoundError:
             raise InputChanged(f"input {path} is gone since this run was planned; restore it, or start again with "
                                "--overwrite") from None

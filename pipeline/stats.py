@@ -212,6 +212,8 @@ class StatsUnreadable(Exception):
 # What the readers of a summary rely on (`pipeline stats`, the report), with the type each must have.
 SUMMARY_KEYS = {"name": str, "units": int, "records_read": int, "documents": int, "wall_seconds": (int, float),
                 "stages": list}
+# The input files a summary reports (plan.input_report), with the type of each key.
+INPUT_FILES_KEYS = {"read": int, "skipped": list, "empty": list, "warnings": list}
 
 
 def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:
@@ -229,6 +231,8 @@ def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:
         if not isinstance(summary.get(key), kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise StatsUnreadable(f"{path}: not a run summary ({key!r} missing or not {names})")
+    if "input_files" in summary and not _is_input_report(summary["input_files"]):
+        raise StatsUnreadable(f"{path}: not a run summary ('input_files' is not a report of input files)")
     tallies = []
     for index, stage in enumerate(summary["stages"]):
         try:
@@ -237,6 +241,12 @@ def read_funnel(stats_dir: Path) -> tuple[list[StageTally], dict]:
             problem = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             raise StatsUnreadable(f"{path}: stages[{index}] is not a stage tally ({problem})") from None
     return tallies, summary
+
+
+def _is_input_report(value: object) -> bool:
+    """Whether a summary's `input_files` is what plan.input_report writes (summaries before it have none)."""
+    return (isinstance(value, dict) and all(isinstance(value.get(key), kind) for key, kind in INPUT_FILES_KEYS.items())
+            and all(isinstance(entry, dict) and {"path", "reason"} <= entry.keys() for entry in value["skipped"]))
 
 
 _FUNNEL_SCHEMA = pa.schema(

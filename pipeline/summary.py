@@ -1,4 +1,5 @@
-"""The funnel as text: the one-screen summary at the end of a run and the output of `pipeline stats`."""
+"""The funnel and the input files as text: the one-screen summary at the end of a run and the output of
+`pipeline stats`."""
 
 from __future__ import annotations
 
@@ -44,6 +45,33 @@ def _reason_lines(tally: StageTally) -> list[str]:
                 f"  e.g. {example['reason']} at {example['source']}:{example['offset']}: {example['detail']}"
             )
     return lines
+
+
+def format_input_files(report: dict | None) -> str:
+    """The input files of a run (`plan.input_report`): how many were read, skipped (by reason, with examples) and
+    empty, and the warning about captures read twice; "" for a summary written before runs reported them."""
+    if not report:
+        return ""
+    skipped, empty = report["skipped"], report["empty"]
+    counts = [f"{report['read']:,} read"] + [f"{len(paths):,} {what}" for what, paths in
+                                             (("skipped", skipped), ("empty", empty)) if paths]
+    lines = [f"input files: {', '.join(counts)}"]
+    by_reason: dict[str, list[str]] = {}
+    for entry in skipped:
+        by_reason.setdefault(entry["reason"], []).append(entry["path"])
+    ranked = sorted(by_reason.items(), key=lambda item: -len(item[1]))
+    lines += [f"  skipped {len(paths):,} ({reason}): {_some(paths)}" for reason, paths in ranked[:REASONS_SHOWN]]
+    if len(ranked) > REASONS_SHOWN:
+        lines.append(f"  and {len(ranked) - REASONS_SHOWN} more reasons (stats/summary.json lists every file)")
+    if empty:
+        lines.append(f"  empty {len(empty):,} (0 bytes: no records): {_some(empty)}")
+    lines += [f"WARNING: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+def _some(paths: list[str], shown: int = 3) -> str:
+    more = f", and {len(paths) - shown:,} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
 
 
 def records_read(funnel: list[StageTally]) -> int:

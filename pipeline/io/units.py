@@ -18,6 +18,7 @@ from typing import Iterator, Literal
 
 from pipeline.io.archive_reader import MemberSpan, ReadOptions, probe_layout, read_archive
 from pipeline.io.gzip_members import ConcatenatedGzipReader, is_gzip
+from pipeline.io.record_framing import looks_like_record_start
 from pipeline.io.text_reader import TextFields, parquet_row_group_sizes, read_jsonl, read_parquet
 
 Format = Literal["warc", "jsonl", "parquet"]
@@ -74,21 +75,38 @@ def expand_paths(pattern: str) -> list[str]:
     return sorted(os.path.abspath(path) for path in found)
 
 
+COMPRESSIONS: tuple[str, ...] = (".gz", ".gzip")
+_SNIFF_BYTES = 1 << 14  # room for an ARC file's first line
+
+
+def format_by_name(path: str) -> Format | None:
+    """The format a file's name says, compression suffixes aside; None when the name says none."""
+    name = path.lower()
+    for compression in COMPRESSIONS:
+        name = name.removesuffix(compression)
+    return next((fmt for suffix, fmt in _SUFFIX_FORMATS if name.endswith(suffix)), None)
+
+
+def content_head(path: str) -> bytes:
+    """A file's first bytes, decompressed when it is gzip (damaged data gives fewer bytes, never an exception)."""
+    with open(path, "rb") as fh:
+        return ConcatenatedGzipReader(fh).read(_SNIFF_BYTES) if is_gzip(fh) else fh.read(_SNIFF_BYTES)
+
+
+def sniff_format(path: str) -> Format | None:
+    """The format a file's first bytes show (inside gzip), or None when they show none of ours."""
+    head = content_head(path)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    head = head.lstrip()
+    if head.startswith(b"{"):
+        return "jsonl"
+    return "warc" if looks_like_record_start(head) else None
+
+
 def detect_format(path: str) -> Format:
     """Format from the file name, else from the first bytes; archives are the default."""
-    name = path.lower()
-    for compression in (".gz", ".gzip"):
-        name = name.removesuffix(compression)
-    for suffix, fmt in _SUFFIX_FORMATS:
-        if name.endswith(suffix):
-            return fmt
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-        if head.startswith(b"PAR1"):
-            return "parquet"
-        if is_gzip(fh):
-            head = ConcatenatedGzipReader(fh).read(64)  # damaged data gives fewer bytes, never an exception
-    return "jsonl" if head.lstrip().startswith(b"{") else "warc"
+    return format_by_name(path) or sniff_format(path) or "warc"
 
 
 def plan_file(path: str, fmt: Format, unit_bytes: int) -> list[Unit]:
