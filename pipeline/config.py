@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
@@ -70,7 +71,9 @@ class InputConfig(Strict):
     """What to read: files, or the generated demo crawl."""
 
     paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories; or "
-                             "URIs (https://, s3://bucket/prefix/*.warc.gz, gs://, file://), fetched into the cache.")
+                             "URIs (https://, s3://bucket/prefix/*.warc.gz, gs://, file://), fetched into the cache. "
+                             "A folder or glob reads only data files (by extension and first bytes) and lists the "
+                             "others as skipped; a file named by its own path is always read.")
     demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
     commoncrawl: CommonCrawlInput | None = Field(None, description="Download and read files of a Common Crawl "
                                                  "crawl.")
@@ -294,7 +297,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str 
     path = str(path)
     raw = read_yaml_mapping(path)
     for override in overrides:
-        apply_override(raw, override, path)
+        apply_override(raw, override, path, RunConfig)
     if output is not None:
         raw["output"] = output
     return validated(RunConfig, raw, path)
@@ -329,8 +332,9 @@ def read_yaml_mapping(path: str) -> dict:
     return raw
 
 
-def apply_override(raw: dict, override: str, path: str) -> None:
-    """Set `a.b.c=value` in the raw config; a list item is addressed by index or, in `stages`, by stage name."""
+def apply_override(raw: dict, override: str, path: str, model: type[BaseModel] | None = None) -> None:
+    """Set `a.b.c=value` in the raw config; a list item is addressed by index or, in `stages`, by stage name.
+    Where `model` (the config's) expects a list at that key path, a single value is a list of one."""
     key_path, sep, text = override.partition("=")
     if not sep or not key_path:
         raise ConfigError(f"--set {override!r}: expected key.path=value")
@@ -340,6 +344,8 @@ def apply_override(raw: dict, override: str, path: str) -> None:
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ConfigError(f"{path}: --set {key_path}: the value is not valid YAML ({problem})") from None
     keys = key_path.split(".")
+    if model is not None and isinstance(value, (str, int, float, bool)) and _only_lists(_annotation_at(model, keys)):
+        value = [value]
     node: Any = raw
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
@@ -364,6 +370,44 @@ def apply_override(raw: dict, override: str, path: str) -> None:
             node = node[key]
         else:
             raise ConfigError(f"{path}: --set {key_path}: {where} is a value, not a mapping")
+
+
+def _annotation_at(model: type[BaseModel], keys: list[str]) -> Any:
+    """The type the config model declares at a `--set` key path (as apply_override walks it), or None."""
+    annotation: Any = model
+    for key in keys:
+        annotation = _member_annotation(annotation, key)
+    return annotation
+
+
+def _member_annotation(annotation: Any, key: str) -> Any:
+    """The type of `key` inside `annotation`: a model's field, a dict's value, a list's item (by index, or the
+    entry named `key` in the stage list), or the first member of a union that has it."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return next((found for member in get_args(annotation)
+                     if (found := _member_annotation(member, key)) is not None), None)
+    if origin is list:
+        item = get_args(annotation)[0]
+        return item if key.lstrip("-").isdigit() else _member_annotation(item, key)
+    if origin is dict:
+        return get_args(annotation)[1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(key)
+        return field.annotation if field is not None else None
+    return None
+
+
+def _only_lists(annotation: Any) -> bool:
+    """Whether a type takes a list and no single value (`list[str]`, `list[str] | None`)."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        return bool(members) and all(_only_lists(member) for member in members)
+    return get_origin(annotation) is list
 
 
 def _list_index(items: list, key: str) -> int | None:

@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterator
 
 from stages.fasttext_model import LABEL_PREFIX, FastTextModel, fasttext_line
 
@@ -74,27 +74,61 @@ class ClassifierReport:
         return "\n".join(lines)
 
 
+class MissingField(ValueError):
+    """The labelled file has no field of this name (in its CSV header, or in any JSON record)."""
+
+    def __init__(self, role: str, name: str, path: Path, fields: list[str]):
+        self.role, self.name, self.path = role, name, path
+        self.present = ", ".join(field or "''" for field in fields) if fields else "none (no records)"
+        super().__init__(f"{path}: no {role} field {name!r}; fields: {self.present}")
+
+
+class UnmappedLabels(ValueError):
+    """A label map that leaves labels of the file out: each would silently become a class of its own."""
+
+    def __init__(self, counts: Counter):
+        self.counts = counts
+        listed = ", ".join(f"{label!r} ({count:,} {'row' if count == 1 else 'rows'})"
+                           for label, count in counts.most_common())
+        super().__init__(f"labels not in the label map: {listed}")
+
+
 def read_labelled_file(
-    path: str | Path, text_field: str = "text", label_field: str = "label", label_map: dict[str, str] | None = None
+    path: str | Path, text_field: str = "text", label_field: str = "label", label_map: dict[str, str] | None = None,
+    keep_unmapped: bool = False,
 ) -> list[tuple[str, str]]:
-    """(text, label) pairs from a CSV or JSONL(.gz) file; rows without text or label are skipped."""
+    """(text, label) pairs from a CSV or JSONL(.gz) file; rows without text or label are skipped.
+
+    A text or label field that the file does not have is a MissingField. With a label map, labels that are neither
+    mapped nor a label the map produces are an UnmappedLabels error, unless keep_unmapped keeps them as they are."""
     path = Path(path)
+    fields: dict[str, None] = {}  # every field seen, in order of first appearance
+    pairs = []
+    for record in _records(path):
+        fields.update(dict.fromkeys(record))
+        text, label = record.get(text_field), record.get(label_field)
+        if isinstance(text, str) and label is not None:
+            pairs.append((text, str(label)))
+    for role, name in (("text", text_field), ("label", label_field)):
+        if name not in fields:
+            raise MissingField(role, name, path, list(fields))
+    if not label_map:
+        return pairs
+    unmapped = Counter(label for _, label in pairs if label not in label_map and label not in label_map.values())
+    if unmapped and not keep_unmapped:
+        raise UnmappedLabels(unmapped)
+    return [(text, label_map.get(label, label)) for text, label in pairs]
+
+
+def _records(path: Path) -> Iterator[dict]:
+    """The records of a CSV or JSONL(.gz) file."""
     name = path.name.lower().removesuffix(".gz")
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", newline="") as fh:
         if name.endswith(".csv"):
-            records: Iterable[dict] = csv.DictReader(fh)
+            yield from csv.DictReader(fh)
         else:
-            records = (json.loads(line) for line in fh if line.strip())
-        pairs = []
-        for record in records:
-            text, label = record.get(text_field), record.get(label_field)
-            if not isinstance(text, str) or label is None:
-                continue
-            label = str(label)
-            label = label_map.get(label, label) if label_map else label
-            pairs.append((text, label))
-    return pairs
+            yield from (json.loads(line) for line in fh if line.strip())
 
 
 def read_labelled_folders(folders: dict[str, str | Path]) -> list[tuple[str, str]]:
@@ -134,7 +168,8 @@ def train_classifier(
 
     labels = sorted({label for _, label in pairs})
     if len(labels) < 2:
-        raise ValueError(f"need at least two labels to train a classifier, found {labels}")
+        found = f"only {labels[0]!r}" if labels else "no labelled documents"
+        raise ValueError(f"need at least two labels to train a classifier, found {found}")
     train, test = split_holdout(pairs, settings.holdout, settings.seed)
     if settings.balance:
         train = _balanced(train, settings.seed)

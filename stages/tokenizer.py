@@ -35,7 +35,9 @@ class TokenizerConfig(StageConfig):
     model: str | None = Field(
         None, description="An existing sentencepiece model to use instead of training one (copied into the run)."
     )
-    vocab_size: int = Field(32_000, ge=300, le=1 << 20, description="Pieces in the trained vocabulary.")
+    vocab_size: int = Field(32_000, ge=300, le=1 << 20,
+                            description="Most pieces in the trained vocabulary: a sample too small for more trains "
+                            "fewer (the stage warns; tokenizer.json records both).")
     sample_documents: int = Field(
         100_000, ge=1, description="Documents in the uniform training sample (seeded bottom-k by id hash)."
     )

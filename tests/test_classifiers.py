@@ -12,7 +12,9 @@ from conftest import BAD_INPUTS, REPO, documents_table
 from stages.base import StageSetupError
 from stages.classifiers import QualityClassifier, QualityConfig, ToxicityClassifier, ToxicityConfig
 from stages.fasttext_training import (
+    MissingField,
     TrainingSettings,
+    UnmappedLabels,
     read_labelled_file,
     read_labelled_folders,
     split_holdout,
@@ -188,3 +190,30 @@ def test_the_cli_reports_a_missing_data_file_in_one_line(tmp_path):
                                 str(tmp_path / "none.csv"), "--output", str(tmp_path / "m.bin")],
                                capture_output=True, text=True, cwd=REPO, timeout=60)
     assert completed.returncode == 2 and completed.stderr.strip().count("\n") == 0 and "none.csv" in completed.stderr
+
+
+def test_a_field_no_json_record_has_is_a_missing_field_naming_those_they_have(tmp_path):
+    path = tmp_path / "labelled.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"body": "b", "label": "y"}\n')
+    with pytest.raises(MissingField, match=r"no label field 'class'; fields: text, label, body$"):
+        read_labelled_file(path, label_field="class")
+    assert read_labelled_file(path) == [("a", "x")]  # a field some records lack: those rows are skipped
+
+
+def test_labels_left_out_of_the_map_are_refused_unless_kept(tmp_path):
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label\na,0\nb,1\nc,2\nd,2\ne,clean\n")
+    label_map = {"0": "toxic", "1": "toxic"}
+    with pytest.raises(UnmappedLabels) as refused:
+        read_labelled_file(path, label_map=label_map)
+    assert refused.value.counts == {"2": 2, "clean": 1}
+    assert str(refused.value) == "labels not in the label map: '2' (2 rows), 'clean' (1 row)"
+    kept = read_labelled_file(path, label_map=label_map, keep_unmapped=True)
+    assert [label for _, label in kept] == ["toxic", "toxic", "2", "2", "clean"]
+
+
+def test_a_label_the_map_produces_is_not_unmapped(tmp_path):
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label\na,offensive\nb,toxic\nc,clean\n")
+    pairs = read_labelled_file(path, label_map={"offensive": "toxic", "clean": "clean"})
+    assert [label for _, label in pairs] == ["toxic", "toxic", "clean"]

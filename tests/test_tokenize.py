@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, load_config
-from pipeline.runner import run_pipeline
+from pipeline.runner import print_result, run_pipeline
 from pipeline.stats import accounting_problems
 from memory_maps import mapping_of
 from pipeline.token_shards import map_tokens, read_index, read_manifest, write_shard
@@ -284,3 +284,23 @@ def test_a_corpus_without_text_fails_the_tokenizer_stage_by_name_and_the_run_say
     assert not (result.run_dir / "shards").exists()
     summary = json.loads((result.run_dir / "stats" / "summary.json").read_text())
     assert list(summary["failed_stages"]) == ["tokenizer"]
+
+
+@pytest.mark.slow
+def test_a_vocabulary_smaller_than_asked_is_said_and_recorded(tmp_path, data_dir, local_ray, caplog, capsys):
+    speeches = (data_dir / "text" / "tinyshakespeare" / "input.txt").read_text().split("\n\n")[:20]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"s{i}", "text": text}) + "\n" for i, text in enumerate(speeches)))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"name": "small", "input": {"paths": [str(corpus)]},
+                                           "stages": [{"tokenizer": {"vocab_size": 2000}}, "tokenize"]}))
+    result = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False)
+    assert result.ok
+    description = json.loads((result.run_dir / "tokenizer" / "tokenizer.json").read_text())
+    trained = description["vocab_size"]
+    assert description["vocab_size_asked"] == 2000 and trained < 2000
+    characters = sum(map(len, speeches))
+    assert (f"tokenizer: vocab_size 2,000 asked, {trained:,} trained: the sample (20 documents, {characters:,} "
+            "characters) is too small for more pieces") in caplog.messages
+    print_result(result)
+    assert f"vocabulary {trained:,} of the 2,000 asked)" in capsys.readouterr().out

@@ -15,11 +15,12 @@ import yaml
 
 torch = pytest.importorskip("torch", reason="the trainer extra (torch==2.13.0) is not installed")
 
+from conftest import interrupted_cli  # noqa: E402
 from memory_maps import mapping_of  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.runner import run_pipeline  # noqa: E402
+from pipeline.runner import RunResult, _error_text, print_result, run_pipeline  # noqa: E402
 from pipeline.token_shards import map_tokens, read_manifest  # noqa: E402
-from pipeline.train.data import TokenBlocks  # noqa: E402
+from pipeline.train.data import TokenBlocks, TrainSetupError  # noqa: E402
 from pipeline.train.model import GPT, GPTConfig  # noqa: E402
 from pipeline.train.sample import sample  # noqa: E402
 from pipeline.train.train import TrainConfig, learning_rate, train  # noqa: E402
@@ -156,3 +157,75 @@ def test_pipeline_train_and_sample_commands(shakespeare_shards, tmp_path):
     bad = subprocess.run(cli + ["train", "--config", str(config), "--set", "batch_size=0"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "batch_size" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def write_train_config(path: Path, config: TrainConfig) -> Path:
+    path.write_text(yaml.safe_dump(config.model_dump()))
+    return path
+
+
+def pipeline_train(config: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--config", str(config), *options],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_a_block_size_longer_than_every_shard_says_what_to_change(shakespeare_shards, tmp_path):
+    with pytest.raises(TrainSetupError, match=r"the train split has no shard longer than block_size 10000000 "
+                       r"\(its longest has [\d,]+ tokens\): lower block_size, or give it more data"):
+        TokenBlocks(shakespeare_shards, "train", block_size=10_000_000)
+    config = write_train_config(tmp_path / "train.yaml", tiny_config(shakespeare_shards, tmp_path / "out"))
+    completed = pipeline_train(config, "--set", "block_size=10000000")
+    assert completed.returncode == 2
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "lower block_size, or give it more data" in line
+
+
+def test_a_train_stage_that_does_not_fit_its_data_says_to_change_it_not_to_retry(shakespeare_shards, tmp_path,
+                                                                                  capsys):
+    try:
+        TokenBlocks(shakespeare_shards, "train", block_size=10_000_000)
+    except TrainSetupError as exc:
+        error = _error_text(exc)  # as the runner records a failed stage
+    print_result(RunResult(tmp_path, [], units_total=1, units_resumed=0, failed_stages={"train": error}))
+    out = capsys.readouterr().out
+    assert "FAILED STAGE train: TrainSetupError: " in out and "lower block_size, or give it more data" in out
+    assert "A retry fails the same way" in out and "retry the failed stage" not in out
+
+
+def test_resuming_with_another_max_steps_says_what_happens_to_the_learning_rate(shakespeare_shards, tmp_path):
+    before = tiny_config(shakespeare_shards, tmp_path / "out", max_steps=20, warmup_steps=5, eval_interval=10)
+    train(before, log=lambda _: None)
+    after = tiny_config(shakespeare_shards, tmp_path / "out", max_steps=40, warmup_steps=5, eval_interval=10)
+    lines: list[str] = []
+    figures = train(after, log=lines.append)
+    assert lines[0] == (
+        f"resumed from {tmp_path / 'out' / 'checkpoint.pt'} at step 20 of a run that had max_steps 20; continuing "
+        "to max_steps 40: the cosine decay is recomputed to end at step 40, so the learning rate goes from "
+        f"{learning_rate(19, before):.2e} at step 20 to {learning_rate(20, after):.2e} at step 21")
+    log = {entry["step"]: entry for entry in map(json.loads, (tmp_path / "out" / "log.jsonl").read_text().splitlines())}
+    assert log[20]["lr"] == learning_rate(19, before) and log[21]["lr"] == learning_rate(20, after)  # as said
+    assert figures["step"] == 40
+
+
+def test_training_again_a_finished_run_does_nothing_and_says_so(shakespeare_shards, tmp_path):
+    config = tiny_config(shakespeare_shards, tmp_path / "out", max_steps=20, eval_interval=10)
+    finished = train(config, log=lambda _: None)
+    log = (tmp_path / "out" / "log.jsonl").read_text()
+    lines: list[str] = []
+    again = train(config, log=lines.append)
+    assert lines == [f"already trained to step 20 (max_steps 20): nothing to do; checkpoint: "
+                     f"{tmp_path / 'out' / 'checkpoint.pt'}"]
+    assert again == finished and (tmp_path / "out" / "log.jsonl").read_text() == log
+    completed = pipeline_train(write_train_config(tmp_path / "train.yaml", config))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("already trained to step 20 (max_steps 20): nothing to do")
+
+
+def test_ctrl_c_ends_training_with_one_line_and_status_130(shakespeare_shards, tmp_path):
+    config = write_train_config(tmp_path / "train.yaml", tiny_config(shakespeare_shards, tmp_path / "out",
+                                                                      max_steps=100_000))
+    log = tmp_path / "out" / "log.jsonl"
+    status, _, stderr = interrupted_cli(["train", "--config", str(config)], wait_s=300,
+                                        ready=lambda process: log.is_file() and bool(log.read_text()))
+    assert status == 130
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr, stderr

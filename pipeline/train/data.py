@@ -16,9 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.config import ConfigError
 from pipeline.token_shards import map_tokens, read_manifest
 
 _SPLIT_STREAMS = {"train": 0, "validation": 1}
+
+
+class TrainSetupError(ConfigError):
+    """Settings that do not fit the data (or the checkpoint): the same command fails the same way until one of
+    them changes, so the message says which."""
+
+
+def _too_short(directory: Path, split: str, block_size: int, longest: int) -> str:
+    """Why a split cannot give a block, and what to change."""
+    more = "more documents, or a larger tokenize.validation_fraction" if split == "validation" else "more documents"
+    return (f"{directory}: the {split} split has no shard longer than block_size {block_size} (its longest has "
+            f"{longest:,} tokens): lower block_size, or give it more data ({more})")
 
 
 class TokenBlocks:
@@ -27,12 +40,13 @@ class TokenBlocks:
         self.directory = Path(shards_dir)
         self.manifest = read_manifest(self.directory)
         if split not in self.manifest["splits"]:
-            raise ValueError(f"{self.directory}: no split {split!r} in manifest.json")
+            raise TrainSetupError(f"{self.directory}: no split {split!r} in manifest.json (shards made by another "
+                                  "version? make them again with the tokenize stage)")
         description = self.manifest["splits"][split]
-        self.tokens = [map_tokens(self.directory / shard["files"]["arrow"]) for shard in description["shards"]]
-        self.tokens = [array for array in self.tokens if len(array) > block_size]
+        shards = [map_tokens(self.directory / shard["files"]["arrow"]) for shard in description["shards"]]
+        self.tokens = [array for array in shards if len(array) > block_size]
         if not self.tokens:
-            raise ValueError(f"{self.directory}: the {split} split has no shard longer than block_size {block_size}")
+            raise TrainSetupError(_too_short(self.directory, split, block_size, max(map(len, shards), default=0)))
         starts = np.array([len(array) - block_size for array in self.tokens], dtype=np.int64)  # valid starts
         self.cumulative = np.cumsum(starts)
         self.split, self.block_size, self.seed, self.rank, self.world_size = split, block_size, seed, rank, world_size

@@ -26,12 +26,13 @@ from pipeline.config import apply_override, read_yaml_mapping, validated
 from pipeline.io.atomic import publish_file, replace, temporary_path
 from pipeline.io.storage import StoragePath, local_copy, storage_path
 from pipeline.token_shards import local_shards
-from pipeline.train.data import TokenBlocks
+from pipeline.train.data import TokenBlocks, TrainSetupError
 from pipeline.train.model import GPT, GPTConfig
 from pipeline.train.settings import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+SCHEDULE = ("max_steps", "warmup_steps", "learning_rate", "min_learning_rate")  # what learning_rate() reads
 # bf16 dense peak FLOP/s by GPU name, for MFU (tensor cores, no sparsity).
 BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
                    "RTX 4090": 165e12, "RTX 3090": 71e12}
@@ -41,7 +42,7 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
     """Read a training config, apply `key.path=value` overrides, validate. Raises ConfigError in one line."""
     raw = read_yaml_mapping(str(path))
     for override in overrides:
-        apply_override(raw, override, str(path))
+        apply_override(raw, override, str(path), TrainConfig)
     return validated(TrainConfig, raw, str(path))
 
 
@@ -101,6 +102,33 @@ def _push(local: Path, out: StoragePath) -> None:
         publish_file(local / name, out / name, keep_local=True)
 
 
+def resumed_line(path: Path, step: int, previous: dict, config: TrainConfig) -> str:
+    """What resuming from a checkpoint at `step` does; when the checkpoint's run had another max_steps, what that
+    does to the learning rate: the schedule is the current config's (learning_rate()), so the cosine decay is
+    recomputed to end at the new max_steps and the rate changes at once at the step resumed from."""
+    line = f"resumed from {path} at step {step}"
+    if previous["max_steps"] == config.max_steps:
+        return line
+    before = config.model_copy(update={key: previous[key] for key in SCHEDULE})
+    return (f"{line} of a run that had max_steps {previous['max_steps']}; continuing to max_steps "
+            f"{config.max_steps}: the cosine decay is recomputed to end at step {config.max_steps}, so the learning "
+            f"rate goes from {learning_rate(step - 1, before):.2e} at step {step} to "
+            f"{learning_rate(step, config):.2e} at step {step + 1}")
+
+
+def figures_at(log_path: Path, step: int) -> dict:
+    """The figures log.jsonl holds for `step` (its last line for that step), or only the step where it has none."""
+    found: dict = {"step": step}
+    for line in log_path.read_text().splitlines() if log_path.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if entry.get("step") == step:
+            found = entry
+    return found
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, autocast, device: torch.device) -> float:
     """Mean validation loss over eval_batches fixed batches (the same ones at every evaluation)."""
@@ -117,7 +145,8 @@ def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, aut
 
 def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
     """Train (or resume) to max_steps, or stop early at step `stop_at` with a checkpoint (as a job killed at its
-    time limit would, after its last checkpoint); returns the last step's figures."""
+    time limit would, after its last checkpoint); returns the last step's figures. A checkpoint already there
+    trains nothing more and returns its step's figures from the log."""
     device, dtype = _device_and_dtype(config)
     torch.manual_seed(config.seed)
     if device.type == "cuda":
@@ -134,19 +163,24 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
     model = GPT(gpt_config).to(device)
     optimizer = model.optimizer(config.weight_decay, config.learning_rate, (config.beta1, config.beta2), device.type)
     step = 0
+    last = min(config.max_steps, stop_at or config.max_steps)
     checkpoint_path = out_dir / CHECKPOINT
     if checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
         if checkpoint["model_config"] != gpt_config.to_dict():
-            raise ValueError(f"{checkpoint_path} holds a different model ({checkpoint['model_config']}); "
-                             "use another out_dir")
+            raise TrainSetupError(f"{checkpoint_path} holds a different model ({checkpoint['model_config']}); "
+                                  "use another out_dir")
+        step = checkpoint["step"]
+        if step >= last:
+            until = f"max_steps {config.max_steps}" if last == config.max_steps else f"stop at {stop_at}"
+            log(f"already trained to step {step} ({until}): nothing to do; checkpoint: {out / CHECKPOINT}")
+            return figures_at(out_dir / LOG, step)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         torch.set_rng_state(checkpoint["rng"])
         if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"])
-        step = checkpoint["step"]
-        log(f"resumed from {checkpoint_path} at step {step}")
+        log(resumed_line(checkpoint_path, step, checkpoint["train_config"], config))
     runner = torch.compile(model) if config.compile else model
     tokens_per_step = config.batch_size * config.block_size * config.grad_accum
     flops_per_step = model.flops_per_token() * tokens_per_step
@@ -156,7 +190,6 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
         f"validation {val_data.total_tokens:,}")
     figures: dict = {}
     with open(out_dir / LOG, "a") as log_file:
-        last = min(config.max_steps, stop_at or config.max_steps)
         while step < last:
             started = time.perf_counter()
             rate = learning_rate(step, config)
