@@ -10,23 +10,39 @@
     pipeline tokenizer decode --model MODEL|RUN_DIR [ID ...]                  (no ID: standard input)
     pipeline train --config configs/train-*.yaml [--set key.path=value ...] [--stop-at STEP]
     pipeline sample --checkpoint OUT_DIR [--prompt TEXT] [--tokens N] [--samples N] [--temperature T] [--top-k K]
+    pipeline --version
 
-Exit status: 0 on success, 1 when a run finished but some units or stages failed or its books do not close, 2 for a
-usage, config or output-directory error (printed as one line), 130 / 143 when interrupted by SIGINT / SIGTERM (the
-same command resumes).
+With no arguments it prints its help. Exit status: 0 on success, 1 when a run finished but some units or stages
+failed or its books do not close, 2 for a usage, config or output-directory error (printed as one line), 130 when
+interrupted by SIGINT (Ctrl-C; any command, one line, no traceback), 143 when `run` is ended by SIGTERM (the same
+command resumes a run after either), 141 when the reader of its output went away (`| head`).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
-from stages.fasttext_training import TrainingSettings
+DISTRIBUTION = "ccpipeline"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from stages.fasttext_training import TrainingSettings
+
     parser = argparse.ArgumentParser(prog="pipeline", description="Common Crawl to clean text and training tokens.")
+    parser.add_argument("--version", action="version", version=f"pipeline {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a config (resumes an unfinished run in the same directory)")
@@ -36,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="run directory (default: the config's output, else runs/<name>)")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
-    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--quiet", action="store_true", help="no progress line (warnings are still shown)")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show the libraries' own INFO lines (Ray Data's dataset executions, ...)")
 
     stats = commands.add_parser("stats", help="print a run's funnel: read, kept, dropped by reason, failed, time")
     stats.add_argument("run_dir")
@@ -59,7 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--text-field", default="text")
     train.add_argument("--label-field", default="label")
     train.add_argument("--map", action="append", default=[], metavar="FROM=TO",
-                       help="rename a label, e.g. --map 0=toxic --map 1=toxic --map 2=clean")
+                       help="rename a label, e.g. --map 0=toxic --map 1=toxic --map 2=clean; a label left out is "
+                       "an error, unless --keep-unmapped")
+    train.add_argument("--keep-unmapped", action="store_true",
+                       help="with --map, train the labels it leaves out as classes of their own")
     defaults = TrainingSettings()
     for option, value, helptext in (
         ("--epoch", defaults.epoch, "training epochs"),
@@ -116,7 +137,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The command; Ctrl-C anywhere ends it with one line on stderr and status 130, never a traceback."""
+    try:
+        return _command(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `pipeline ... | head`: the reader is gone; what is left to print goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
+
+
+def _command(argv: list[str]) -> int:
+    parser = _parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
     if args.command == "stats":
@@ -165,6 +202,8 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.overrides, args.output)
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.verbose:
+        logging.getLogger("pipeline").setLevel(logging.DEBUG)
     from pipeline.runner import print_result, run_pipeline
     from pipeline.stats import StatsNotWritten
 
@@ -204,13 +243,13 @@ def _pairs(options: list[str], flag: str) -> dict[str, str]:
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
-    from stages.fasttext_training import read_labelled_file, read_labelled_folders, train_classifier
+    from stages.fasttext_training import TrainingSettings, read_labelled_folders, train_classifier
 
     try:
         if args.data:
             if not Path(args.data).is_file():
                 return _fail(f"--data {args.data}: no such file")
-            examples = read_labelled_file(args.data, args.text_field, args.label_field, _pairs(args.map, "--map"))
+            examples = _labelled_file(args)
         else:
             folders = _pairs(args.folder, "--folder")
             missing = [folder for folder in folders.values() if not Path(folder).is_dir()]
@@ -228,6 +267,22 @@ def _train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled_file(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The --data file's (text, label) pairs; a missing field or an unmapped label is a ValueError naming the
+    option to change."""
+    from stages.fasttext_training import MissingField, UnmappedLabels, read_labelled_file
+
+    try:
+        return read_labelled_file(args.data, args.text_field, args.label_field, _pairs(args.map, "--map"),
+                                  keep_unmapped=args.keep_unmapped)
+    except MissingField as exc:
+        raise ValueError(f"--{exc.role}-field {exc.name!r}: no such field in {exc.path}; fields: {exc.present}") \
+            from None
+    except UnmappedLabels as exc:
+        raise ValueError(f"--map: {exc}; map them too, or give --keep-unmapped to train each as a class of its "
+                         "own") from None
+
+
 def _fetch_models() -> int:
     from pipeline.models import LID176, ModelUnavailable, fetch_known
 
@@ -242,7 +297,7 @@ def _stats(run_dir: str) -> int:
     from pipeline.io.storage import storage_path
     from pipeline.run_dir import RunDir
     from pipeline.stats import StatsUnreadable, read_funnel
-    from pipeline.summary import format_funnel
+    from pipeline.summary import format_funnel, format_input_files
 
     stats_dir = RunDir(storage_path(run_dir)).stats
     if not (stats_dir / "summary.json").exists():
@@ -253,6 +308,9 @@ def _stats(run_dir: str) -> int:
         return _fail(str(exc))
     print(f"Run {summary['name']} ({run_dir}): {summary['units']} units, {summary['wall_seconds']:.1f} s wall")
     print(format_funnel(funnel))
+    inputs = format_input_files(summary.get("input_files"))
+    if inputs:
+        print(inputs)
     for unit_id, error in summary.get("failed_units", {}).items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
     for name, error in summary.get("failed_stages", {}).items():
@@ -265,7 +323,8 @@ def _report(args: argparse.Namespace) -> int:
     from pipeline.stats import StatsUnreadable
 
     try:
-        written = write_report(args.run_dir, args.output, max_rows=args.max_rows)
+        written = write_report(args.run_dir, args.output, max_rows=args.max_rows,
+                               log=lambda step: print(f"report: {step}", file=sys.stderr, flush=True))
     except (FileNotFoundError, StatsUnreadable) as exc:
         return _fail(str(exc))
     print(written)
@@ -321,9 +380,9 @@ def _train(args: argparse.Namespace) -> int:
         if not (config.shards_dir() / "manifest.json").exists():
             raise ConfigError(f"{args.config}: shards: no manifest.json in {config.shards_dir()} (run a pipeline "
                               "config with the tokenize stage first)")
-    except ConfigError as exc:
+        figures = train(config, log=lambda line: print(line, flush=True), stop_at=args.stop_at)
+    except ConfigError as exc:  # TrainSetupError included: settings that do not fit the shards or the checkpoint
         return _fail(str(exc))
-    figures = train(config, log=lambda line: print(line, flush=True), stop_at=args.stop_at)
     print(f"checkpoint: {config.out_dir}/checkpoint.pt; log: {config.out_dir}/log.jsonl")
     return 0 if figures else 1
 

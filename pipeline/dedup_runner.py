@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from pipeline.io.storage import StoragePath, read_parquet, storage_path
+from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
@@ -234,9 +235,10 @@ def _column(values: np.ndarray | list) -> np.ndarray:
 
 
 def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bool, workers: int,
-              options: dict | None = None, in_process: bool = False) -> StageTally:
+              options: dict | None = None, in_process: bool = False, step: StepReport = no_steps) -> StageTally:
     """Deduplicate the documents under `source` into run.dedup; returns the stage's counts. `options`: what each
-    Ray task asks for (num_cpus, memory); `in_process`: no Ray at all, for small runs."""
+    Ray task asks for (num_cpus, memory); `in_process`: no Ray at all, for small runs; `step`: where each step
+    (signatures, exact, near, verify, clusters, filter) is reported."""
     options = options or {}
     started = time.monotonic()
     if not in_process:
@@ -250,15 +252,18 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
     graph = _load_graph(run, parts)
     if graph is None:
+        step("signatures", len(parts), "parts")
         graph = (_duplicate_graph_in_process(config, items) if in_process
-                 else _duplicate_graph(config, items, workers, options))
+                 else _duplicate_graph(config, items, workers, options, step))
         _save_graph(run, parts, graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
     heads, tails = graph["head"], graph["tail"]
     vertices = {name: graph[f"vertex_{name}"] for name in ("key", "length", "text_hash")}
+    step("clusters", len(heads), "edges")
     clusters = connected_components(heads, tails, vertices["key"], vertices["length"])
     removed = clusters.removed
     reasons = _removal_reasons(removed, clusters, vertices)
+    step("filter", len(parts), "parts")
     members = _map_parts(
         _filter_part,
         items,
@@ -384,7 +389,8 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[
             **{f"vertex_{name}": values for name, values in vertices.items()}}
 
 
-def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict) -> dict[str, np.ndarray]:
+def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict,
+                     step: StepReport = no_steps) -> dict[str, np.ndarray]:
     """Signatures, the exact and near shuffles, the optional Jaccard check: the duplicate edges, and the key,
     length and text hash of every document in one."""
     import ray.data
@@ -399,6 +405,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
 
     exact = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
     if config.exact and documents:
+        step("exact", documents, "documents")
         hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
             lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
             batch_format="numpy", **options,
@@ -409,6 +416,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
 
     near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
     if config.near and documents:
+        step("near", documents, "documents")
         banded = rows.map_batches(
             _band_rows,
             fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
@@ -417,6 +425,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
         near = _collect_edges(
             banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy", **options))
         if config.verify_jaccard is not None and len(near["head"]):
+            step("verify", len(near["head"]), "pairs")
             near = _verified(near, items, config, partitions, options)
 
     heads = np.concatenate([exact["head"], near["head"]])

@@ -16,10 +16,13 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from pipeline.config import RunConfig, StageResources
 from pipeline.io.atomic import atomic_write_json
 from pipeline.io.storage import StoragePath, file_sizes, parquet_file, remove_tree
+from pipeline.progress import NoProgress, RunProgress, train_step
+from pipeline.ray_session import quiet_ray_data, verbose
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from stages import STAGES
@@ -115,15 +118,17 @@ def check_source(name: str, documents: StoragePath, expected: int, after: str) -
                               f"kept {expected:,}")
 
 
-def run_stage(name: str, settings, config: RunConfig, run: RunDir, show_progress: bool = False,
+def run_stage(name: str, settings, config: RunConfig, run: RunDir, progress: RunProgress | None = None,
               in_process: bool = False) -> None:
     """Run one global stage over the documents it reads, its tasks asking Ray for what ray.stages.<name> says,
-    or (in_process) in this process."""
+    or (in_process) in this process; its steps show on `progress`."""
+    progress = progress or NoProgress()
+    step = progress.steps(name)
     documents = source(config, run, name)
     if in_process and name == "dedup":
         from pipeline.dedup_runner import run_dedup
 
-        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=1, in_process=True)
+        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=1, in_process=True, step=step)
         return
     import ray
 
@@ -136,40 +141,60 @@ def run_stage(name: str, settings, config: RunConfig, run: RunDir, show_progress
     from pipeline.dedup_runner import run_dedup
     from pipeline.tokenize_runner import run_tokenize, run_tokenizer
 
+    quiet_ray_data(verbose())
     context = DataContext.get_current()  # our progress line and summary replace Ray Data's
     context.enable_progress_bars = False
     context.print_on_execution_start = False
 
     if name == "dedup":
-        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=workers, options=options)
+        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=workers, options=options,
+                  step=step)
     elif name == "tokenizer":
-        run_tokenizer(settings, run, source=documents, workers=workers, options=options)
+        run_tokenizer(settings, run, source=documents, workers=workers, options=options, step=step)
     elif name == "tokenize":
-        run_tokenize(settings, run, source=documents, workers=workers, options=options)
-    elif name == "train" and resources.gpus:  # on a node with a GPU, as one Ray task
-        ray.get(ray.remote(run_train).options(**options).remote(settings, run, show_progress))
+        run_tokenize(settings, run, source=documents, workers=workers, options=options, step=step)
+    elif name == "train" and resources.gpus:  # on a node with a GPU, as one Ray task: its log lines come back
+        step("on a GPU node", None, "")    # through Ray's worker log, prefixed by the task
+        ray.get(ray.remote(run_train).options(**options).remote(settings, run, None, progress.enabled))
     elif name == "train":
-        run_train(settings, run, show_progress)
+        run_train(settings, run, progress)
     else:
         raise NotImplementedError(f"no runner for global stage {name}")
 
 
-def run_train(settings, run: RunDir, show_progress: bool) -> None:
-    """The trainer, on this machine (not a Ray worker), on the run's shards; its counts and final figures go to
-    <run>/train/_done.json."""
+def run_train(settings, run: RunDir, progress: RunProgress | None, print_log: bool = False) -> None:
+    """The trainer on the run's shards, in this process; its counts and final figures go to
+    <run>/train/_done.json. Its log lines move `progress` (steps, loss) and stay above it; without a progress (in
+    a Ray task) they are printed when `print_log`."""
     from pipeline.train.settings import TrainConfig
     from pipeline.train.train import train
 
     started = time.monotonic()
     config = TrainConfig(**settings.model_dump(), shards=str(run.shards), out_dir=str(run.train))
-    figures = train(config, log=(lambda line: print(f"  train {line}", flush=True)) if show_progress else
-                    (lambda line: None))
+    if progress is not None:
+        progress.start("train", total=config.max_steps, unit="steps")
+    figures = train(config, log=_train_log(progress, print_log))
     documents = json.loads((run.shards / "manifest.json").read_text())["documents"]
     tally = StageTally("train", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
     atomic_write_json(run.train / DONE_FILE, {"stage": tally.to_dict(), "final": figures})
 
 
-def run_global_stages(config: RunConfig, run: RunDir, digest: str, documents_kept: int, show_progress: bool,
+def _train_log(progress: RunProgress | None, print_log: bool) -> Callable[[str], None]:
+    """Where the trainer's log lines go: a step line moves the progress to its step and shows its loss."""
+    def log(line: str) -> None:
+        if progress is None:
+            if print_log:
+                print(f"train {line}", flush=True)
+            return
+        step = train_step(line)
+        if step is not None:
+            progress.update(step, line.partition(": ")[2].partition(",")[0])
+        if progress.interactive:  # above the bar; a log gets the throttled status line instead
+            progress.note(f"train {line}")
+    return log
+
+
+def run_global_stages(config: RunConfig, run: RunDir, digest: str, documents_kept: int, progress: RunProgress,
                       in_process: bool, error_text) -> dict[str, str]:
     """Run every global stage that is not current on the run's documents (`digest`, see documents_digest), and
     every one after it, in order; returns {stage: error} for the stage that failed (the stages after it need its
@@ -182,7 +207,7 @@ def run_global_stages(config: RunConfig, run: RunDir, digest: str, documents_kep
                 if STAGES[name].reads_documents:
                     check_source(name, source(config, run, name), expected, after)
                 begin_stage(run, name, digest)
-                run_stage(name, settings, config, run, show_progress, in_process)
+                run_stage(name, settings, config, run, progress, in_process)
             except Exception as exc:  # reported by name; the stages after it need its output
                 return {name: error_text(exc)}
         expected, after = stage_tally(run, name).kept, name

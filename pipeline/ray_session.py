@@ -33,6 +33,19 @@ _QUIET_LOGGERS = {
 }
 
 
+def quiet_ray_data(verbose: bool = False) -> None:
+    """Keep Ray Data's INFO lines ("Dataset ... execution finished") off the terminal; they still go to its log
+    file in the session directory. Called after `import ray.data`, which installs its console handler."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.get_name() == "console":
+            handler.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def verbose() -> bool:
+    """Whether the user asked for library chatter (`pipeline run --verbose` sets the pipeline logger to DEBUG)."""
+    return logging.getLogger("pipeline").isEnabledFor(logging.DEBUG)
+
+
 def connect_ray(address: str | None, object_store_mb: int | None = None) -> bool:
     """Join the given cluster, or start an embedded local Ray watched by a watchdog; True when this call
     connected (the caller shuts it down)."""

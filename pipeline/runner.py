@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import threading
@@ -36,13 +37,14 @@ from pipeline.global_stages import (IN_PROCESS_GLOBAL_STAGES, clear_stale, curre
                                     run_global_stages, stage_tally)
 from pipeline.io.storage import storage_path
 from pipeline.io.units import Unit
-from pipeline.plan import boundary_fixes, check_inputs, configured_files, load_plan, plan_units, save_plan
-from pipeline.progress import ProgressPrinter
+from pipeline.plan import (boundary_fixes, check_inputs, configured_files, input_report, load_plan, plan_inputs,
+                           plan_units, save_plan)
+from pipeline.progress import NoProgress, RunProgress, documents_detail
 from pipeline.ray_session import connect_ray
 from pipeline.run_dir import OpenRun, RunDir, open_run_dir, remove_temporaries
 from pipeline.run_lock import Fence
 from pipeline.stats import StageTally, StatsNotWritten, accounting_problems, merge_tallies, write_run_stats
-from pipeline.summary import documents_kept, format_funnel, records_read
+from pipeline.summary import documents_kept, format_funnel, format_input_files, records_read
 from pipeline.unit_work import UnitWorker
 from stages import STAGES
 from stages.base import StageSetupError
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 UNIT_RETRIES = 3
 TIMEOUT_RETRIES = 1
 PROGRESS_INTERVAL_S = 1.0
+log = logging.getLogger(__name__)
 # What a worker answers for a unit when it could not build its stages: the unit goes to another worker.
 SETUP_FAILED = "WorkerSetupError: "
 
@@ -78,6 +81,7 @@ class RunResult:
     accounting: list[str] = field(default_factory=list)  # where the books do not close (accounting_problems)
     kept_entries: list[str] = field(default_factory=list)  # what --overwrite left: not written by a run
     ray_address: str | None = None  # the Ray cluster the run used (its GCS address); None: no Ray
+    input_files: dict = field(default_factory=dict)  # read, skipped and empty input files (plan.input_report)
 
     @property
     def ok(self) -> bool:
@@ -110,8 +114,7 @@ class UnitActor:
     hands the unit out again. A worker that cannot build its stages answers every unit with SETUP_FAILED and its
     error, so that the runner stops giving it units."""
 
-    def __init__(self, config: dict, run_dir: str, fence: dict, board: "ActorHandle | None"):
-        self.report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
+    def __init__(self, config: dict, run_dir: str, fence: dict):
         try:
             self.worker: UnitWorker | None = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir),
                                                         Fence(**fence))
@@ -120,14 +123,16 @@ class UnitActor:
             self.worker = None
             self.setup_error = f"{SETUP_FAILED}on {os.uname().nodename}: {_error_text(exc)}"
 
-    def process(self, encoded: str) -> str:
-        """Process one unit (as JSON); returns "" or the error that failed it (one broken unit must not stop the
-        others: it is reported by name)."""
+    def process(self, encoded: str, board: "ActorHandle | None" = None) -> str:
+        """Process one unit (as JSON), reporting its counts to `board` after each batch; returns "" or the error
+        that failed it (one broken unit must not stop the others: it is reported by name). The board comes with
+        each call, not to the constructor: Ray warns about actor handles among a restartable actor's arguments."""
         if self.worker is None:
             return self.setup_error
         unit = Unit.from_dict(json.loads(encoded))
+        report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
         try:
-            self.worker.process(unit, report=self.report)
+            self.worker.process(unit, report=report)
         except Exception as exc:
             return _error_text(exc)
         return ""
@@ -161,8 +166,13 @@ def run_pipeline(
     Raises OutputRefused, RunLocked, RunDirConflict, InputChanged or ConfigError before any work starts."""
     started = time.monotonic()
     run = RunDir(config.run_dir())
-    with open_run_dir(run, config.resolved(), overwrite, configured_files(config)) as opened:
-        result = _run_in(config, run, opened, address or config.ray.address, show_progress)
+    progress = RunProgress() if show_progress else NoProgress()
+    with open_run_dir(run, config.resolved(), overwrite, configured_files(config)) as opened, \
+            progress.showing_warnings("pipeline", "stages"):
+        try:
+            result = _run_in(config, run, opened, address or config.ray.address, progress)
+        finally:
+            progress.close()
         result.seconds = time.monotonic() - started
         try:
             write_run_stats(run.stats, result.funnel, result.markers, _summary(config, result))
@@ -174,18 +184,18 @@ def run_pipeline(
     return result
 
 
-def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None, show_progress: bool) -> RunResult:
+def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None, progress: RunProgress) -> RunResult:
     generated = _demo_crawl_files(config, run)
     crawl_files, download_failures = _remote_files(config)
     generated += crawl_files
-    inputs = None
     if opened.resuming and run.plan_file.exists():
         units, inputs = load_plan(run.plan_file)
         check_inputs(inputs)
     else:
-        units = plan_units(config, generated, run.root)
+        inputs = plan_inputs(config, generated, run.root)
+        units = plan_units(config, inputs)
         if not download_failures:  # else the next run plans again, with the files that arrive then
-            save_plan(run.plan_file, units)
+            save_plan(run.plan_file, units, inputs)
     done = run.done_units()
     pending = [unit for unit in units if unit.id not in done]
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
@@ -197,7 +207,7 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
     ray_address = None if in_process or not worker_config else _ray_address()
     try:
         if pending:
-            failed.update(_process_units(pending, worker_config, run, opened.fence, show_progress, in_process))
+            failed.update(_process_units(pending, worker_config, run, opened.fence, progress, in_process))
             units = _fix_unit_boundaries(units, worker_config, run, opened.fence, failed, inputs, in_process)
         done = run.done_units()
         markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
@@ -207,7 +217,7 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
         clear_stale(config, run, digest)
         if within_budget and not accounting_problems(funnel, markers):
             # a global stage over part of the input describes only that part: allowed within the budget
-            failed_stages = run_global_stages(config, run, digest, funnel[-1].kept if funnel else 0, show_progress,
+            failed_stages = run_global_stages(config, run, digest, funnel[-1].kept if funnel else 0, progress,
                                               in_process, _error_text)
     finally:
         if started_here:
@@ -218,7 +228,7 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
     return RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, 0.0, failed_stages,
                      bool(failed) and within_budget, in_process, markers=markers,
                      accounting=accounting_problems(funnel, markers), kept_entries=opened.kept_entries,
-                     ray_address=ray_address)
+                     ray_address=ray_address, input_files=input_report(inputs))
 
 
 def _ray_address() -> str:
@@ -315,6 +325,7 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
         "executor": "in_process" if result.in_process else "ray",
         "ray_address": result.ray_address,
         "accounting_problems": result.accounting,
+        "input_files": result.input_files,
     }
 
 
@@ -333,11 +344,11 @@ def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, fence: Fe
         fixed = {unit.id: unit for unit in fixes}
         units = [fixed.get(unit.id, unit) for unit in units]
         save_plan(run.plan_file, units, inputs)
-        failed.update(_process_units(fixes, config, run, fence, show_progress=False, in_process=in_process))
+        failed.update(_process_units(fixes, config, run, fence, NoProgress(), in_process=in_process))
     return units
 
 
-def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, show_progress: bool,
+def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, progress: RunProgress,
                    in_process: bool = False) -> dict[str, str]:
     """Process units on the connected Ray (or in this process) with the prepared config; returns {unit id: error}
     for failed units. Raises WorkerSetupError when no worker can build the stages.
@@ -346,23 +357,22 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
     UNIT_RETRIES times, and a unit still running after ray.unit_timeout_s has its worker killed and is tried once
     more (TIMEOUT_RETRIES); then it fails by name."""
     if in_process:
-        return _process_units_in_process(units, config, run, show_progress)
+        return _process_units_in_process(units, config, run, progress)
     import ray
     from ray.exceptions import RayActorError
 
     ProgressBoard, RemoteUnitActor = _ray_classes()
     settings = config["ray"]
+    workers = min(len(units), _worker_count(settings["workers"], settings.get("cpus_per_worker", 1.0),
+                                            ray.cluster_resources().get("CPU", 1)))
     per_worker = settings.get("cpus_per_worker", 1.0)
-    by_cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // per_worker))
-    workers = min(len(units), settings["workers"] or by_cpus)
     requests = {"num_cpus": per_worker}
     if settings.get("memory_mb_per_worker"):
         requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
     # The board only feeds the progress line: without one, no actor (a process) and no call per batch.
-    board = ProgressBoard.remote() if show_progress else None
+    board = ProgressBoard.remote() if progress.enabled else None
     run_dir = str(run.root.resolve())
-    actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, fence.to_dict(), board)
-              for _ in range(workers)]
+    actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, fence.to_dict()) for _ in range(workers)]
     queue = list(reversed(units))  # popped from the end: units start in plan order
     running: dict = {}  # result ref -> (unit, actor, when it started)
     killed: set = set()  # result refs whose worker was killed for running past the limit
@@ -371,10 +381,10 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
     failed: dict[str, str] = {}
     setup_errors: list[str] = []
     done = [0]
-    printer = ProgressPrinter(len(units)) if show_progress else None
+    progress.start("documents", total=len(units), unit="units")
     stop = threading.Event()
-    poller = threading.Thread(target=_poll_progress, args=(board, printer, done, stop), daemon=True)
-    if printer is not None:
+    poller = threading.Thread(target=_poll_progress, args=(board, progress, done, stop), daemon=True)
+    if board is not None:
         poller.start()
     limit_s = settings["unit_timeout_s"]
     try:
@@ -382,7 +392,7 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
         while queue or running:
             while queue and idle:
                 unit, actor = queue.pop(), idle.pop()
-                running[actor.process.remote(json.dumps(unit.to_dict()))] = (unit, actor, time.monotonic())
+                running[actor.process.remote(json.dumps(unit.to_dict()), board)] = (unit, actor, time.monotonic())
             if not running:  # units left, and no worker that can take them
                 raise WorkerSetupError(f"no worker could build the stages; the first said: "
                                        f"{setup_errors[0].removeprefix(SETUP_FAILED)}")
@@ -422,15 +432,25 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, s
             idle.append(actor)
     finally:
         stop.set()
-        if printer is not None:
+        if board is not None:
             poller.join()
-            printer.update(ray.get(board.totals.remote()), done[0])
-            printer.finish()
+            _show_documents(progress, ray.get(board.totals.remote()), done[0])
         _stop_actors(actors)
         if board is not None:
             ray.kill(board)
     _wait_for_idle_cpus()
     return failed
+
+
+def _worker_count(asked: int | None, cpus_per_worker: float, cpus: float) -> int:
+    """How many workers run: as many as the cluster's CPUs allow, or ray.workers if fewer. More than fit would
+    wait for CPUs that never come free (a waiting worker holds the unit it was handed), so they are not started,
+    and the user is told in one line."""
+    fit = max(1, int(cpus // cpus_per_worker))
+    if asked and asked > fit:
+        log.warning(f"ray.workers = {asked}, but the cluster has {cpus:g} CPUs at {cpus_per_worker:g} per worker: "
+                    f"running {fit} workers")
+    return min(asked or fit, fit)
 
 
 def _timeout_error(unit: Unit, limit_s: float, times: int) -> str:
@@ -439,27 +459,31 @@ def _timeout_error(unit: Unit, limit_s: float, times: int) -> str:
             "worker was killed each time")
 
 
-def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, show_progress: bool) -> dict[str, str]:
+def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, progress: RunProgress) -> dict[str, str]:
     """The per-document pass of a small run: one UnitWorker in this process, the units one after the other."""
     try:
         worker = UnitWorker(RunConfig.model_validate(config), run.root)
     except Exception as exc:
         raise WorkerSetupError(f"the stages could not be built: {type(exc).__name__}: {exc}") from None
     counts = UnitCounts()
-    printer = ProgressPrinter(len(units)) if show_progress else None
+    progress.start("documents", total=len(units), unit="units")
     failed: dict[str, str] = {}
+
+    def report(unit_id: str, stages: list[dict]) -> None:
+        counts.report(unit_id, stages)
+        _show_documents(progress, counts.totals(), done)
+
+    done = 0
     try:
-        for done, unit in enumerate(units, start=1):
+        for unit in units:
             try:
-                worker.process(unit, report=counts.report)
+                worker.process(unit, report=report)
             except Exception as exc:  # as on Ray: the unit is reported by name, the others go on
                 failed[unit.id] = _error_text(exc)
-            if printer is not None:
-                printer.update(counts.totals(), done)
+            done += 1
+            _show_documents(progress, counts.totals(), done)
     finally:
         worker.close()
-        if printer is not None:
-            printer.finish()
     return failed
 
 
@@ -488,11 +512,15 @@ def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def _poll_progress(board, printer: ProgressPrinter, done: list[int], stop: threading.Event) -> None:
+def _poll_progress(board, progress: RunProgress, done: list[int], stop: threading.Event) -> None:
     import ray
 
     while not stop.wait(PROGRESS_INTERVAL_S):
-        printer.update(ray.get(board.totals.remote()), done[0])
+        _show_documents(progress, ray.get(board.totals.remote()), done[0])
+
+
+def _show_documents(progress: RunProgress, stages: list[dict], units_done: int) -> None:
+    progress.update(units_done, documents_detail(stages, progress.phase_seconds()))
 
 
 def print_result(result: RunResult) -> None:
@@ -501,6 +529,8 @@ def print_result(result: RunResult) -> None:
     where = " in this process (a small input: no Ray started)" if result.in_process else ""
     print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s{where}: {result.units_total} units{resumed}")
     print(format_funnel(result.funnel))
+    if result.input_files:
+        print(format_input_files(result.input_files))
     for problem in result.accounting:
         print(f"ACCOUNTING ERROR: {problem}")
     for unit_id, error in result.failed_units.items():
@@ -512,8 +542,11 @@ def print_result(result: RunResult) -> None:
     if manifest.exists():
         shards = json.loads(manifest.read_text())
         count = sum(len(split["shards"]) for split in shards["splits"].values())
-        print(f"{shards['tokens']:,} tokens ({shards['dtype']}, vocabulary {shards['vocab_size']:,}) in {count} "
-              f"shards: {manifest}")
+        tokenizer = RunDir(result.run_dir).tokenizer / "tokenizer.json"
+        asked = json.loads(tokenizer.read_text()).get("vocab_size_asked", 0) if tokenizer.exists() else 0
+        smaller = f" of the {asked:,} asked" if asked > shards["vocab_size"] else ""
+        print(f"{shards['tokens']:,} tokens ({shards['dtype']}, vocabulary {shards['vocab_size']:,}{smaller}) in "
+              f"{count} shards: {manifest}")
     for name, error in result.failed_stages.items():
         print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
     if result.failed_units:
@@ -525,7 +558,20 @@ def print_result(result: RunResult) -> None:
             print(f"GPT trained to step {final['step']}: validation loss {final['val_loss']:.3f} (perplexity "
                   f"{final['val_perplexity']:.1f}); sample it: pipeline sample --checkpoint {done.parent}")
     if result.failed_stages:
-        print("Run the same command again to retry the failed stage; finished steps are not redone.")
+        # A ConfigError, of any subclass (settings that do not fit the data), fails the same way on a retry. The
+        # stage's error text starts with its class name (`RayTaskError(Name)` from a Ray task); the class of an
+        # error that reached this process has been imported, so it is among the subclasses.
+        def kinds(cls: type) -> set[str]:
+            return {cls.__name__}.union(*(kinds(sub) for sub in cls.__subclasses__()))
+
+        settled = kinds(ConfigError)
+        names = {error.split(":", 1)[0].removeprefix("RayTaskError(").removesuffix(")")
+                 for error in result.failed_stages.values()}
+        if names <= settled:
+            print("A retry fails the same way: change what the error says (a setting, or the data), then run the "
+                  "same command again; finished steps are not redone.")
+        else:
+            print("Run the same command again to retry the failed stage; finished steps are not redone.")
     if result.accounting:
         print("The books of this run do not close (see ACCOUNTING ERROR above): its output is not to be trusted.")
     if result.kept_entries:

@@ -3,7 +3,8 @@
 tokenizer: a bottom-k sample of the documents by seeded id hash, drawn in two passes so that nothing bigger than k
 hashes or k texts ever reaches the driver (1: each part's k smallest hashes, merged on the driver as they arrive,
 give the k-th smallest; 2: each part sends the texts at or under it), then sentencepiece training on the driver.
-Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings and what the sample was) and _done.json.
+Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings, what the sample was, and the vocabulary size
+trained beside the one asked: a small sample gives fewer pieces, and the stage warns that it did) and _done.json.
 
 tokenize: a map-reduce over Ray's object store with plain tasks (pipeline/token_tasks.py): one task per slice of
 about 1,000 documents encodes them (the model cached per worker process) and leaves its rows (id, tokens, split,
@@ -15,6 +16,7 @@ task per slice cuts its rows by shard; one task per shard orders its documents b
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from pathlib import Path
 
@@ -23,8 +25,10 @@ import pyarrow as pa
 import ray
 import ray.data
 
+from pipeline.config import ConfigError
 from pipeline.io.atomic import atomic_write_bytes, atomic_write_json
 from pipeline.io.storage import StoragePath, parquet_file, read_parquet, storage_path
+from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from pipeline.token_shards import FORMAT, write_manifest
@@ -34,6 +38,7 @@ from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_
     training_lines
 
 MODEL_FILE = "tokenizer.model"
+log = logging.getLogger(__name__)
 
 
 def _part_files(source: StoragePath) -> list[str]:
@@ -64,8 +69,15 @@ def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
             "text": np.array([(text or "")[:chars] for text in texts], dtype=object)}
 
 
+def smaller_vocabulary(asked: int, trained: int, details: dict) -> str:
+    """The line that says the trained vocabulary is smaller than asked (sentencepiece stops when the sample has no
+    more pieces to merge, see train_model)."""
+    return (f"tokenizer: vocab_size {asked:,} asked, {trained:,} trained: the sample ({details['sample_documents']:,} "
+            f"documents, {details['sample_characters']:,} characters) is too small for more pieces")
+
+
 def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, workers: int,
-                  options: dict | None = None) -> StageTally:
+                  options: dict | None = None, step: StepReport = no_steps) -> StageTally:
     """Train (or copy) the run's tokenizer into run.tokenizer; returns the stage's counts (it drops nothing)."""
     options = options or {}
     started = time.monotonic()
@@ -78,6 +90,7 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
     else:
         k = config.sample_documents
         smallest = np.empty(0, np.uint64)
+        step("sample", len(parts), "parts")
         hashes = _parts_dataset(parts).map_batches(
             _part_bottom_hashes, fn_kwargs={"k": k, "seed": config.seed}, batch_size=1, batch_format="numpy", **options)
         for batch in hashes.iter_batches(batch_format="numpy", batch_size=None):
@@ -93,13 +106,17 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
             for name in sample:
                 sample[name].extend(batch[name].tolist())
         if not any(text.strip() for text in sample["text"]):
-            raise ValueError(f"no text to train a tokenizer on: {documents:,} documents in {source}, none with text "
-                             "in the sample (give an existing model as tokenizer.model instead)")
+            raise ConfigError(f"no text to train a tokenizer on: {documents:,} documents in {source}, none with text "
+                              "in the sample (give an existing model as tokenizer.model instead)")
         order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
         texts = [sample["text"][i] for i in order]  # in hash order: the same sample trains the same model
+        step("train", len(texts), "documents")
         model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=workers)
-        details.update(sample_documents=len(texts), sample_characters=sum(map(len, texts)))
+        details.update(sample_documents=len(texts), sample_characters=sum(map(len, texts)),
+                       vocab_size_asked=config.vocab_size)
     processor = load_model(model)
+    if config.model is None and processor.vocab_size() < config.vocab_size:
+        log.warning(smaller_vocabulary(config.vocab_size, processor.vocab_size(), details))
     atomic_write_bytes(run.tokenizer / MODEL_FILE, model)
     description = {
         "model": MODEL_FILE, "sha256": hashlib.sha256(model).hexdigest(), "vocab_size": processor.vocab_size(),
@@ -115,7 +132,7 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
 # ---------------------------------------------------------------------------------------------------- tokenize
 
 def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, workers: int,
-                 options: dict | None = None) -> StageTally:
+                 options: dict | None = None, step: StepReport = no_steps) -> StageTally:
     """Encode every document under `source` into run.shards; returns the stage's counts.
 
     A map-reduce over Ray's object store: encoding tasks (one per slice of ~1,000 documents) leave their rows
@@ -130,7 +147,9 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
     model_ref = ray.put(model)
     settings = config.model_dump(mode="json")
     options = options or {}
-    encoded = [encode_slice.options(**options).remote(path, groups, model_ref, settings) for path, groups in slices(_part_files(source))]
+    slices_to_encode = slices(_part_files(source))
+    step("encode", len(slices_to_encode), "slices")
+    encoded = [encode_slice.options(**options).remote(path, groups, model_ref, settings) for path, groups in slices_to_encode]
     counts = ray.get([counts for counts, _ in encoded])
     documents = sum(c["documents"] for c in counts)
     empty = sum(c["empty"] for c in counts)
@@ -143,6 +162,7 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
     cut = split_by_shard.options(num_returns=max(1, len(groups)), **options)
     pieces = [cut.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded] if groups else []
     pieces = [refs if len(groups) > 1 else [refs] for refs in pieces]  # one ref per shard, for each slice
+    step("write", len(groups), "shards")
     written = [write_shard_task.options(**options).remote(str(run.shards), name, number, dtype.name, *(refs[group] for refs in pieces))
                for group, (name, number) in enumerate(groups)]
     entries = ray.get(written)

@@ -149,11 +149,70 @@ def pipeline_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
 
 
+def interrupted_cli(args: list[str], ready, wait_s: float = 60) -> tuple[int, str, str]:
+    """`pipeline ARGS` in a fresh process, sent SIGINT (Ctrl-C) once `ready(process)` holds: (status, stdout,
+    stderr). Only the process started here is signalled, by its pid."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    try:
+        deadline = time.monotonic() + wait_s
+        while not ready(process):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"pipeline {' '.join(args)} was not ready in {wait_s} s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stdout, stderr
+
+
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`pipeline run --config configs/quickstart.yaml` once per session (every stage, offline), for the tests
     of its output, of the report and of the example notebook."""
     output = tmp_path_factory.mktemp("quickstart") / "run"
-    completed = pipeline_cli("run", "--config", "configs/quickstart.yaml", "--output", str(output), "--quiet")
+    completed = timed_pipeline_cli("run", "--config", "configs/quickstart.yaml", "--output", str(output))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return output, completed
+
+
+class TimedRun(subprocess.CompletedProcess):
+    """A finished command, with the time (seconds after its start) at which each line of its stderr arrived."""
+
+    stderr_lines: list[tuple[float, str]]
+
+
+def timed_pipeline_cli(*args: str, cwd: Path = REPO, timeout: float = 600) -> TimedRun:
+    """The `pipeline` command as pipeline_cli runs it (stdout and stderr pipes, not a terminal), noting when each
+    stderr line arrives, for the tests of what a job log shows while a run goes."""
+    import threading
+    import time
+
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    lines: list[tuple[float, str]] = []
+    stdout: list[str] = []
+    readers = [threading.Thread(target=lambda: lines.extend((time.monotonic() - started, line)
+                                                            for line in process.stderr)),
+               threading.Thread(target=lambda: stdout.append(process.stdout.read()))]
+    for reader in readers:
+        reader.start()
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for reader in readers:
+            reader.join()
+    completed = TimedRun(process.args, process.returncode, "".join(stdout), "".join(line for _, line in lines))
+    completed.stderr_lines = lines
+    return completed

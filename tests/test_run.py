@@ -231,6 +231,23 @@ def test_quickstart_runs_offline_and_its_output_reads_back(quickstart_run):
     assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
 
 
+def test_a_quickstart_in_a_job_log_prints_at_most_one_progress_line_per_5_s_and_no_ray_chatter(quickstart_run):
+    """stdout and stderr are pipes (a job log): the status comes as plain lines, never two within 5 s, and none of
+    Ray's start-up errors or Ray Data's INFO lines reach the user."""
+    _, completed = quickstart_run
+    lines = completed.stderr_lines
+    progress = [(at, line) for at, line in lines if line.startswith("[")]
+    assert progress, completed.stderr  # the quickstart runs longer than one interval
+    assert len(progress) == len(lines), completed.stderr  # nothing else: no warnings, no Ray lines
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(progress, progress[1:])]
+    assert all(gap >= 5 for gap in gaps), (gaps, completed.stderr)
+    assert all("\r" not in line and "\x1b" not in line for _, line in lines)
+    for output in (completed.stdout, completed.stderr):
+        for noise in ("core_worker.cc", "streaming_executor", "ERROR", "Traceback"):
+            assert noise not in output, output
+    assert any(" documents · " in line for _, line in progress) or any(" train · " in line for _, line in progress)
+
+
 def test_stats_of_a_directory_that_is_not_a_run_is_an_error(tmp_path):
     completed = cli("stats", str(tmp_path))
     assert completed.returncode == 2 and "no statistics" in completed.stderr
@@ -264,7 +281,8 @@ def test_a_damaged_summary_makes_stats_and_report_exit_2_with_one_line_naming_it
     for command in ("stats", "report"):
         completed = cli(command, str(copy))
         assert completed.returncode == 2, (command, completed.stderr)
-        [line] = completed.stderr.strip().splitlines()
+        # `report` first says what it does ("report: reading stats"); the error is one line of its own
+        [line] = [line for line in completed.stderr.strip().splitlines() if not line.startswith("report: ")]
         assert line.startswith(f"error: {summary}: "), (command, line)
 
 
