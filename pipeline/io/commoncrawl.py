@@ -1,11 +1,11 @@
-"""Common Crawl input: pick files of a crawl from its paths manifest, deterministically, and bring them into a
-local cache, where the planner cuts them into units like any local file.
+"""Common Crawl input: pick files of a crawl from its paths manifest, deterministically, and plan them where they
+are: the driver downloads the manifest and reads each file's size; the workers read their units' byte ranges.
 
 The manifest (`crawl-data/<crawl>/<kind>.paths.gz`) lists one path per line; the selection keeps manifest order,
-optionally only some segments, optionally a seeded-hash sample, then the first `limit`. Files keep their path under
-the cache directory, so their names (which document ids are made from) are the crawl's own: a run over the cache and
-a run over the same files anywhere else give the same ids. Downloads go through pipeline/io/download.py (retries
-with backoff, HTTP range resume, length check) or, for s3:// gs:// file:// base URLs, through pyarrow's filesystems.
+optionally only some segments, optionally a seeded-hash sample, then the first `limit`. Document ids are made from
+the files' names, the crawl's own, so a run over the crawl and a run over local copies of the same files give the
+same ids. Files are read over HTTP ranges (pipeline/io/ranged.py: retries with backoff) or, for s3:// gs:// base
+URLs, through pyarrow's filesystems; a file:// mirror is read as local files.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.io.download import DownloadError, cache_base
+from pipeline.io.ranged import input_fingerprint
 from pipeline.io.remote import fetch as fetch_uri
+
 
 def cache_root(configured: str | None) -> Path:
     return Path(configured).expanduser() if configured else cache_base() / "commoncrawl"
@@ -42,16 +44,20 @@ def select_paths(lines: list[str], segments: list[str] | None, sample: float | N
     return paths[:limit] if limit else paths
 
 
-def fetch(base_url: str, path: str, destination: Path, retries: int) -> Path:
-    """`base_url/path` into `destination` (kept when already there: crawl files never change)."""
-    return fetch_uri(f"{base_url.rstrip('/')}/{path}", destination, retries)
+def file_location(base_url: str, path: str) -> str:
+    """Where a manifest path is read: a URI under `base_url`, or a local path for a file:// mirror."""
+    location = f"{base_url.rstrip('/')}/{path}"
+    return location[len("file://"):] if location.startswith("file://") else location
 
 
 def resolve(config) -> tuple[list[str], dict[str, str]]:
-    """(local paths of the selected files, {path: error} of those that could not be fetched)."""
+    """(the locations of the selected files, read in place; {path: error} of those whose size could not be read).
+
+    Only the manifest is downloaded (into the cache); the files are probed for their size (a HEAD request each,
+    `parallel_downloads` at a time), and the workers read their units' byte ranges."""
     root = cache_root(config.cache_dir)
-    manifest = fetch(config.base_url, manifest_path(config.crawl, config.kind),
-                     root / manifest_path(config.crawl, config.kind), config.retries)
+    manifest = fetch_uri(f"{config.base_url.rstrip('/')}/{manifest_path(config.crawl, config.kind)}",
+                         root / manifest_path(config.crawl, config.kind), config.retries)
     try:
         lines = gzip.decompress(manifest.read_bytes()).decode("utf-8").splitlines()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
@@ -61,12 +67,14 @@ def resolve(config) -> tuple[list[str], dict[str, str]]:
     failures: dict[str, str] = {}
 
     def one(path: str) -> str | None:
+        location = file_location(config.base_url, path)
         try:
-            return str(fetch(config.base_url, path, root / path, config.retries))
-        except DownloadError as exc:
+            input_fingerprint(location, config.retries)
+        except OSError as exc:
             failures[path] = str(exc)
             return None
+        return location
 
     with ThreadPoolExecutor(max_workers=config.parallel_downloads) as pool:
-        local = [path for path in pool.map(one, paths) if path is not None]
-    return local, failures
+        found = [location for location in pool.map(one, paths) if location is not None]
+    return found, failures

@@ -19,6 +19,7 @@ import os
 from typing import Literal
 
 from pipeline.io.gzip_members import GZIP_MAGIC
+from pipeline.io.ranged import input_size, open_input, plain_location
 from pipeline.io.units import COMPRESSIONS, Format, content_head, format_by_name, sniff_format
 
 Use = Literal["read", "skipped", "empty"]
@@ -36,18 +37,18 @@ def input_use(path: str, named: bool) -> tuple[Use, str]:
     reason = "" if named else skip_reason(path)
     if reason:
         return "skipped", reason
-    return ("empty", "") if os.path.getsize(path) == 0 else ("read", "")
+    return ("empty", "") if input_size(path) == 0 else ("read", "")
 
 
 def skip_reason(path: str) -> str:
     """Why a file found through a folder or glob is not input data; "" when it is (a zero-byte file is, when its
     extension names a format)."""
-    name = os.path.basename(path)
+    name = _name(path)
     if name.startswith("_"):  # as pyarrow.dataset and Spark skip them: _SUCCESS, _metadata, _committed_...
         return "not a data file: a marker or metadata file (name starts with _)"
-    if os.path.getsize(path) == 0:
+    if input_size(path) == 0:
         return "" if format_by_name(path) else f"not a data file: {_unknown_extension(path)}"
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         magic = fh.read(8)
     compression = next((what for start, what in _OTHER_COMPRESSIONS.items() if magic.startswith(start)), None)
     if compression:
@@ -62,7 +63,7 @@ def _mismatch(path: str, by_name: Format, magic: bytes) -> str:
     """Why a file's first bytes contradict the format its extension names; "" when they agree. Inside gzip, bytes
     that show no format are let through: damage may hide the first record, and the reader recovers what follows."""
     extension = _suffixes(path)
-    compressed = path.lower().endswith(COMPRESSIONS)
+    compressed = _name(path).lower().endswith(COMPRESSIONS)
     if compressed and not magic.startswith(GZIP_MAGIC):
         return f"extension {extension} but content is not gzip"
     sniffed = sniff_format(path)
@@ -97,7 +98,7 @@ def _unknown_extension(path: str) -> str:
 def _suffixes(path: str) -> str:
     """The suffixes that name a file's format: `.warc.wet.gz` of `x.warc.wet.gz`, `.json` of `x.dev.json`, `.tar.gz`
     of `x.tar.gz`."""
-    name = os.path.basename(path).lower()
+    name = _name(path).lower()
     compression = next((suffix for suffix in COMPRESSIONS if name.endswith(suffix)), "")
     stem, suffix = os.path.splitext(name.removesuffix(compression))
     if suffix in (".wet", ".wat") and stem.endswith(".warc"):
@@ -108,7 +109,7 @@ def _suffixes(path: str) -> str:
 def capture_of(path: str) -> tuple[str, str] | None:
     """(capture name, "warc" or "wet") of a WARC or WET file, else None: `X.warc.gz` and `X.warc.wet.gz` (or
     `X.wet`) are both capture `x`."""
-    name = os.path.basename(path).lower()
+    name = _name(path).lower()
     for compression in COMPRESSIONS:
         name = name.removesuffix(compression)
     if name.endswith(".wet"):
@@ -116,6 +117,11 @@ def capture_of(path: str) -> tuple[str, str] | None:
     if name.endswith(".warc"):
         return name.removesuffix(".warc"), "warc"
     return None
+
+
+def _name(path: str) -> str:
+    """A file's name, of a path or of a URI (without its query)."""
+    return os.path.basename(plain_location(path))
 
 
 def warc_and_wet_pairs(paths: list[str]) -> list[tuple[str, str]]:

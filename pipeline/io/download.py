@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import random
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pipeline.io.ranged import retry_after_seconds
 
 RETRIES = 4
 BACKOFF_S = 0.5
@@ -32,10 +34,11 @@ class DownloadError(Exception):
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Network failures only: a full disk or a file that cannot be written is not made better by asking again."""
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code in (408, 429)
     # IncompleteRead: the connection closed before Content-Length; the next attempt asks for the rest
-    return isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError, OSError, http.client.HTTPException))
+    return isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException))
 
 
 def download(url: str, destination: Path, sha256: str | None = None, retries: int = RETRIES,
@@ -51,7 +54,8 @@ def download(url: str, destination: Path, sha256: str | None = None, retries: in
     last_error: BaseException | None = None
     for attempt in range(retries):
         if attempt:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            asked = last_error.headers.get("Retry-After") if isinstance(last_error, urllib.error.HTTPError) else None
+            time.sleep(retry_after_seconds(asked) or BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
         try:
             _fetch(url, partial, timeout_s)
         except Exception as exc:  # noqa: BLE001 - classified just below
@@ -60,7 +64,7 @@ def download(url: str, destination: Path, sha256: str | None = None, retries: in
                 continue
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{url}: {exc}") from None
-        if sha256 is not None and (digest := _sha256(partial)) != sha256:
+        if sha256 is not None and (digest := file_sha256(partial)) != sha256:
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{url}: sha256 is {digest}, expected {sha256}")
         os.replace(partial, destination)
@@ -68,7 +72,8 @@ def download(url: str, destination: Path, sha256: str | None = None, retries: in
     raise DownloadError(f"{url}: failed after {retries} attempts: {last_error}")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a local file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):

@@ -1,9 +1,9 @@
-"""Input files given as URIs (https://, http://, s3://, gs://, file://), brought into a local cache.
+"""Input files given as URIs (https://, http://, s3://, gs://, file://): listed, and read where they are.
 
 A URI names one file, a folder (every file under it) or, for filesystem URIs, a glob (`s3://bucket/crawl/*.warc.gz`).
-Each file is fetched once into `<cache>/inputs/<scheme>/<host>/<path>`, keeping its name, so that document ids
-(made from file names) are those of a run over the same files anywhere. HTTP goes through pipeline/io/download.py
-(retries, range resume, length check); the others through pyarrow's filesystems.
+The driver only lists them and reads their sizes; each unit's bytes are read by the worker that runs it
+(pipeline/io/ranged.py). Document ids are made from file names, so they are those of a run over the same files
+anywhere. `fetch` copies one small file (a Common Crawl paths manifest) into a local cache.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 from pipeline.io.download import DownloadError, download
+from pipeline.io.ranged import input_fingerprint
 
 SCHEMES = ("http://", "https://", "s3://", "gs://", "file://")
 _GLOB = set("*?[")
@@ -23,26 +23,23 @@ def is_uri(text: str) -> bool:
     return text.startswith(SCHEMES)
 
 
-def local_copy(uri: str, cache: Path) -> Path:
-    """Where the cached copy of `uri` lives."""
-    parsed = urlparse(uri)
-    return cache / "inputs" / parsed.scheme / (parsed.netloc or "_") / parsed.path.lstrip("/")
-
-
 def expand_uri(uri: str) -> list[str]:
-    """The file URIs a URI names (itself for http(s)), sorted."""
+    """The files a URI names, sorted: itself for http(s); for s3:// gs:// a listing (keeping the URI's query, its
+    filesystem options, on every file); for file:// local paths."""
     if uri.startswith(("http://", "https://")):
         return [uri]
     import pyarrow.fs as pafs
 
-    scheme = uri.split("://", 1)[0]
+    base, _, query = uri.partition("?") if not uri.startswith("file://") else (uri, "", "")
+    scheme, rest = base.split("://", 1)
+    globbed = any(c in _GLOB for c in rest)
     try:
-        filesystem, path = pafs.FileSystem.from_uri(uri if not any(c in _GLOB for c in uri) else _glob_root(uri))
+        root = _glob_root(base) if globbed else base
+        filesystem, path = pafs.FileSystem.from_uri(root + (f"?{query}" if query else ""))
     except (OSError, ValueError) as exc:
         raise DownloadError(f"{uri}: {exc}") from None
-    prefix = uri[: len(uri) - len(uri.split("://", 1)[1])]  # "s3://", "file://"
-    if any(c in _GLOB for c in uri):
-        pattern = uri.split("://", 1)[1].lstrip("/")
+    if globbed:
+        pattern = rest.lstrip("/")
         infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         found = [info.path for info in infos
                  if info.type == pafs.FileType.File and fnmatch.fnmatch(info.path.lstrip("/"), pattern)]
@@ -55,13 +52,37 @@ def expand_uri(uri: str) -> list[str]:
             found = [info.path]
         else:
             found = []
-    return sorted(prefix + ("/" if scheme == "file" and not p.startswith("/") else "") + p for p in found)
+    if scheme == "file":
+        return sorted(found)
+    return sorted(f"{scheme}://{p.lstrip('/')}" + (f"?{query}" if query else "") for p in found)
 
 
 def _glob_root(uri: str) -> str:
     """The longest leading part of a glob URI without glob characters, up to a '/'."""
     head = uri[: min(uri.index(c) for c in _GLOB if c in uri)]
     return head[: head.rindex("/") + 1] if "/" in head.split("://", 1)[1] else head
+
+
+def list_uris(uris: list[str], tries: int = 5) -> tuple[list[str], dict[str, str]]:
+    """(every file the URIs name, as URIs read in place or local paths; {uri: error} for what could not be listed,
+    or whose size could not be read). Nothing is downloaded: the workers read their units' byte ranges."""
+    files, failures = [], {}
+    for uri in uris:
+        try:
+            found = expand_uri(uri)
+        except DownloadError as exc:
+            failures[uri] = str(exc)
+            continue
+        if not found:
+            failures[uri] = f"{uri}: matches no file"
+        for file_uri in found:
+            try:
+                input_fingerprint(file_uri, tries)
+            except OSError as exc:
+                failures[file_uri] = str(exc)
+            else:
+                files.append(file_uri)
+    return files, failures
 
 
 def fetch(uri: str, destination: Path, retries: int = 5) -> Path:
@@ -84,22 +105,3 @@ def fetch(uri: str, destination: Path, retries: int = 5) -> Path:
         raise DownloadError(f"{uri}: {exc}") from None
     os.replace(partial, destination)
     return destination
-
-
-def resolve_uris(uris: list[str], cache: Path, retries: int = 5) -> tuple[list[str], dict[str, str]]:
-    """(local paths of every file the URIs name, {uri: error} for what could not be listed or fetched)."""
-    local, failures = [], {}
-    for uri in uris:
-        try:
-            files = expand_uri(uri)
-        except DownloadError as exc:
-            failures[uri] = str(exc)
-            continue
-        if not files:
-            failures[uri] = f"{uri}: matches no file"
-        for file_uri in files:
-            try:
-                local.append(str(fetch(file_uri, local_copy(file_uri, cache), retries)))
-            except DownloadError as exc:
-                failures[file_uri] = str(exc)
-    return local, failures

@@ -18,6 +18,7 @@ from typing import Iterator, Literal
 
 from pipeline.io.archive_reader import MemberSpan, ReadOptions, probe_layout, read_archive
 from pipeline.io.gzip_members import ConcatenatedGzipReader, is_gzip
+from pipeline.io.ranged import input_size, is_remote, open_input, plain_location
 from pipeline.io.record_framing import looks_like_record_start
 from pipeline.io.text_reader import TextFields, parquet_row_group_sizes, read_jsonl, read_parquet
 
@@ -81,7 +82,7 @@ _SNIFF_BYTES = 1 << 14  # room for an ARC file's first line
 
 def format_by_name(path: str) -> Format | None:
     """The format a file's name says, compression suffixes aside; None when the name says none."""
-    name = path.lower()
+    name = plain_location(path).lower()
     for compression in COMPRESSIONS:
         name = name.removesuffix(compression)
     return next((fmt for suffix, fmt in _SUFFIX_FORMATS if name.endswith(suffix)), None)
@@ -89,7 +90,7 @@ def format_by_name(path: str) -> Format | None:
 
 def content_head(path: str) -> bytes:
     """A file's first bytes, decompressed when it is gzip (damaged data gives fewer bytes, never an exception)."""
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         return ConcatenatedGzipReader(fh).read(_SNIFF_BYTES) if is_gzip(fh) else fh.read(_SNIFF_BYTES)
 
 
@@ -110,9 +111,9 @@ def detect_format(path: str) -> Format:
 
 
 def plan_file(path: str, fmt: Format, unit_bytes: int) -> list[Unit]:
-    """The units of one file."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
+    """The units of one file (a path or a URI: planning reads its size and first bytes, no more)."""
+    size = input_size(path)
+    with open_input(path) as fh:
         if fmt == "warc":
             layout = probe_layout(fh)
             ranges = _byte_ranges(size, unit_bytes) if layout == "gzip_members" else [(0, size)]
@@ -145,24 +146,28 @@ def _row_group_ranges(group_bytes: list[int], unit_bytes: int) -> list[tuple[int
 
 
 def _file_tag(path: str) -> str:
-    """Readable and unique: the file's stem plus a hash of its full path."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(path))[:60]
-    return f"{stem}-{hashlib.blake2b(os.path.abspath(path).encode(), digest_size=3).hexdigest()}"
+    """Readable and unique: the file's stem plus a hash of its full path, or of a URI without its query (so that
+    filesystem options such as an endpoint do not rename the units)."""
+    where = plain_location(path) if is_remote(path) else os.path.abspath(path)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(where))[:60]
+    return f"{stem}-{hashlib.blake2b(where.encode(), digest_size=3).hexdigest()}"
 
 
 def read_unit(
     unit: Unit, options: ReadOptions, fields: TextFields, span: MemberSpan | None = None
 ) -> Iterator[dict]:
-    """Every record of a unit as a row, in file order; `span` receives where an archive unit's reading went."""
-    with open(unit.path, "rb") as fh:
+    """Every record of a unit as a row, in file order; `span` receives where an archive unit's reading went. A remote
+    unit's bytes are read here, by range, by whoever runs the unit."""
+    source = plain_location(unit.path)
+    with open_input(unit.path) as fh:
         if unit.format == "warc":
             yield from read_archive(
-                fh, unit.path, unit.layout, unit.start, unit.end, options, unit.first_member, span
+                fh, source, unit.layout, unit.start, unit.end, options, unit.first_member, span
             )
         elif unit.format == "jsonl":
             compressed = unit.layout == "gzip"  # a gzip JSONL is one unit: its offsets are uncompressed
             end = None if compressed else unit.end
-            yield from read_jsonl(fh, unit.path, compressed, unit.start, end, fields, options.max_payload_bytes)
+            yield from read_jsonl(fh, source, compressed, unit.start, end, fields, options.max_payload_bytes)
         else:
-            yield from read_parquet(fh, unit.path, unit.start, unit.end, fields, options.max_payload_bytes)
+            yield from read_parquet(fh, source, unit.start, unit.end, fields, options.max_payload_bytes)
 
