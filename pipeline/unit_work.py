@@ -2,7 +2,8 @@
 
 This is the whole per-document pipeline for a worker, fused into one loop so that a batch never leaves the process
 between stages (no serialisation, no object-store copies). The runner gives units to a pool of these workers; the
-stages are built once per worker. Nothing here knows about Ray.
+stages are built once per worker, from this node's copies of the files the driver staged in the run directory
+(pipeline/staged_assets.py). Nothing here knows about Ray.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.io.text_reader import TextFields
 from pipeline.io.units import Unit, read_unit
 from pipeline.run_dir import RunDir
 from pipeline.run_lock import Fence
+from pipeline.staged_assets import local_settings
 from pipeline.schema import ERROR, LINEAGE_SCHEMA, OUTCOME_FIELDS, RECORD_SCHEMA, TEXT
 from pipeline.stats import READ_STAGE, StageTally
 from stages import STAGES, Stage
@@ -59,7 +61,10 @@ class UnitWorker:
         self.config = config
         self.fence = fence
         self.run_dir = RunDir(storage_path(run_dir))
-        self.stages: list[Stage] = [STAGES[name](settings) for name, settings in config.document_stages()]
+        self.stages: list[Stage] = [
+            STAGES[name](local_settings(settings, STAGES[name].file_settings, self.run_dir.root))
+            for name, settings in config.document_stages()
+        ]
         self.read_options = ReadOptions(
             html_content_types=tuple(config.input.html_content_types),
             max_payload_bytes=int(config.input.max_payload_mb * 1024 * 1024),

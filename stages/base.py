@@ -50,6 +50,10 @@ class StageKind:
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]]
     decisions: ClassVar[tuple[Decision, ...]] = ()
+    # Settings that name a file the workers read (a model, a word list). After `prepare`, the runner stages each
+    # into the run directory and the workers build the stage from their node's copy (pipeline/staged_assets.py):
+    # a worker never reads a path of the driver's.
+    file_settings: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def signal_of(cls, reason: str) -> str | None:
@@ -70,7 +74,8 @@ class StageKind:
     def prepare(cls, config: StageConfig, workspace: Path) -> StageConfig:
         """Once per run, on the driver, before any worker starts: fetch or build what the stage needs (models,
         lists) into `workspace` or the cache, and check its files, so that a problem stops the run before work
-        starts (raise StageSetupError). Returns the settings the workers get (e.g. a model URL made a local path).
+        starts (raise StageSetupError). Returns the settings the workers get (e.g. a model URL made a local path);
+        the files named by `file_settings` must then be local files of the driver's.
         """
         return config
 

@@ -91,6 +91,7 @@ class C4(RuleStage):
         Rule("sentence_count", "min_sentences", "below"),
         Rule("bad_words", "max_bad_words", "above"),
     )
+    file_settings = ("bad_words",)
 
     @classmethod
     def prepare(cls, config: C4Config, workspace: Path) -> C4Config:

@@ -47,6 +47,7 @@ class FastTextClassifier(Stage):
     score_column: ClassVar[str]
     drop_above: ClassVar[bool]
     reason: ClassVar[str]
+    file_settings = ("model",)
 
     @classmethod
     def prepare(cls, config: ClassifierConfig, workspace: Path) -> ClassifierConfig:

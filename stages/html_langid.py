@@ -117,6 +117,7 @@ class HtmlLangId(Stage):
     Config = HtmlLangIdConfig
     output_fields = (pa.field("page_lang_score", pa.float32()),)
     decisions = (Decision("page_lang_score", "other_language", "min_probability", "below"),)
+    file_settings = ("model",)
 
     @classmethod
     def prepare(cls, config: HtmlLangIdConfig, workspace: Path) -> HtmlLangIdConfig:

@@ -43,6 +43,7 @@ class LangId(Stage):
     Config = LangIdConfig
     output_fields = (pa.field("lang", pa.string()), pa.field("lang_score", pa.float32()))
     decisions = (Decision("lang_score", "low_score", "min_score", "below"),)
+    file_settings = ("model",)
 
     @classmethod
     def prepare(cls, config: LangIdConfig, workspace: Path) -> LangIdConfig:

@@ -72,6 +72,7 @@ class ToxicWords(Stage):
     Config = ToxicWordsConfig
     output_fields = (pa.field("toxic_words_count", pa.int32()),)
     decisions = (Decision("toxic_words_count", "toxic_words", "max_matches", "above"),)
+    file_settings = ("word_list",)
 
     @classmethod
     def prepare(cls, config: ToxicWordsConfig, workspace: Path) -> ToxicWordsConfig:

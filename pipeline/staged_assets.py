@@ -1,0 +1,121 @@
+"""Files the workers need, staged in the run directory: the one storage a cluster's workers are sure to share.
+
+A stage's `prepare` runs once, on the driver, and leaves its settings naming files that may exist only there: the
+fastText model in the driver's cache, a classifier it trained, a word list on its disk. Every setting a stage lists
+in `file_settings` is staged: the file is copied to <run>/_assets/<sha256 prefix>-<file name> (atomically; a file
+already staged under that name is not copied again, since the name carries its checksum), and the setting the
+workers get becomes a reference to it, `staged:_assets/<name>#sha256=<hex>`.
+
+A worker turns each reference back into a local file with `local_asset`: its node's copy in
+$CCPIPELINE_CACHE/assets (default ~/.cache/ccpipeline/assets), made once per node under a file lock and checked
+against the checksum. A cached copy with other bytes is replaced; a staged file with other bytes is an AssetError.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, BinaryIO, Iterator
+
+from pipeline.io.atomic import publish_file
+from pipeline.io.download import cache_base, file_sha256
+from pipeline.io.storage import RemotePath, StoragePath
+
+if TYPE_CHECKING:
+    from stages.base import StageConfig
+
+ASSETS = "_assets"
+_REFERENCE = re.compile(r"staged:(?P<name>_assets/[^/#]+)#sha256=(?P<sha256>[0-9a-f]{64})")
+_CHUNK = 8 << 20
+
+
+class AssetError(Exception):
+    """A staged file is missing from the run directory, or its bytes are not those that were staged."""
+
+
+def stage_asset(file: Path, run_root: StoragePath) -> str:
+    """Copy a driver-side file into the run directory (once) and return the reference that names it."""
+    checksum = file_sha256(file)
+    name = f"{ASSETS}/{checksum[:16]}-{file.name}"
+    staged = run_root / name
+    if not (staged.is_file() and _size(staged) == file.stat().st_size):
+        publish_file(file, staged, keep_local=True)
+    return f"staged:{name}#sha256={checksum}"
+
+
+def is_staged(value: object) -> bool:
+    return isinstance(value, str) and _REFERENCE.fullmatch(value) is not None
+
+
+def local_asset(reference: str, run_root: StoragePath) -> Path:
+    """This node's verified copy of a staged file, copied from the run directory when missing or damaged."""
+    match = _REFERENCE.fullmatch(reference)
+    if match is None:
+        raise ValueError(f"{reference!r} is not a staged asset")
+    name, checksum = match["name"], match["sha256"]
+    target = cache_base() / "assets" / PurePosixPath(name).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.with_name(f".{target.name}.lock")):
+        if target.is_file() and file_sha256(target) == checksum:
+            return target
+        _copy_checked(run_root / name, target, checksum)
+    return target
+
+
+def staged_settings(settings: StageConfig, file_settings: tuple[str, ...], run_root: StoragePath) -> StageConfig:
+    """The settings with each named file staged in the run directory (driver side)."""
+    files = {name: getattr(settings, name) for name in file_settings}
+    return settings.model_copy(update={name: stage_asset(Path(value).expanduser(), run_root)
+                                       for name, value in files.items() if value is not None})
+
+
+def local_settings(settings: StageConfig, file_settings: tuple[str, ...], run_root: StoragePath) -> StageConfig:
+    """The settings with each staged file made this node's local copy (worker side); plain paths stay."""
+    files = {name: getattr(settings, name) for name in file_settings}
+    return settings.model_copy(update={name: str(local_asset(value, run_root))
+                                       for name, value in files.items() if is_staged(value)})
+
+
+def _copy_checked(source: StoragePath, target: Path, checksum: str) -> None:
+    """Copy to a temporary name beside `target`, hashing on the way, and rename into place if the bytes match."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with _open(source) as stream, open(partial, "wb") as out:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != checksum:
+            raise AssetError(f"{source} has sha256 {digest.hexdigest()}, not the {checksum} it was staged with")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _open(source: StoragePath) -> BinaryIO:
+    try:
+        if isinstance(source, RemotePath):
+            return source.filesystem.open_input_stream(source.path, compression=None)
+        return open(source, "rb")
+    except FileNotFoundError:
+        raise AssetError(f"{source} is missing: the run directory lost a file the driver staged for the workers "
+                         "(run again to stage it anew)") from None
+
+
+@contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock` (one node's workers copy a file once; the others wait, then reuse it)."""
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _size(path: StoragePath) -> int:
+    return path.size() if isinstance(path, RemotePath) else path.stat().st_size
