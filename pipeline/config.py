@@ -13,12 +13,15 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, create_model,
+                      field_validator)
 
 from pipeline.io.remote import is_uri
 from pipeline.io.storage import REMOTE_SCHEMES, StoragePath, storage_path
 from pipeline.io.units import expand_paths
 from stages import STAGES, GlobalStage, StageConfig
+
+ON_WORKER = "on_worker"  # validation context flag: skip the checks that only the driver's filesystem can answer
 
 
 class ConfigError(Exception):
@@ -82,8 +85,10 @@ class InputConfig(Strict):
     )
     unit_mb: float | Literal["auto"] = Field(
         "auto",
-        description="Size of a unit of work (a byte range of a big file). auto: total input / 64, "
-        "between 1 and 64 MB, so that even one file keeps every worker busy.",
+        description="Size of a unit of work (a byte range of a big file). auto: the total input over 8 units per "
+        "worker (the cluster's CPUs over ray.cpus_per_worker, or ray.workers if fewer; 1 for a run in this process), "
+        "between 1 MB and 1 GB: a small input keeps every worker busy, and a Common Crawl dump (about 100 TB) makes "
+        "about 100,000 units of one whole WARC each, not millions.",
     )
     max_payload_mb: float = Field(5.0, gt=0, description="Bigger records are skipped as too_large, unread: HTTP "
                                   "payloads, WET records, JSONL lines and Parquet text cells.")
@@ -95,7 +100,9 @@ class InputConfig(Strict):
 
     @field_validator("paths")
     @classmethod
-    def _paths_match_files(cls, paths: list[str]) -> list[str]:
+    def _paths_match_files(cls, paths: list[str], info: ValidationInfo) -> list[str]:
+        if info.context and info.context.get(ON_WORKER):
+            return paths  # the driver checked them and planned the units, which name their files
         for index, pattern in enumerate(paths):
             if not is_uri(pattern) and not expand_paths(pattern):  # URIs are listed when the run starts
                 raise ValueError(f"[{index}] {pattern!r} matches no file")
@@ -290,6 +297,13 @@ class RunConfig(Strict):
     def resolved(self) -> dict:
         """The config with every default filled in, as saved in the run directory."""
         return self.model_dump(mode="json")
+
+    @classmethod
+    def for_worker(cls, resolved: dict) -> "RunConfig":
+        """The config a worker gets from the driver, validated as the driver validated it but for the checks
+        against the driver's filesystem (input paths matching files): the worker's node may see none of them, and
+        its units name the files it reads."""
+        return cls.model_validate(resolved, context={ON_WORKER: True})
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str | None = None) -> RunConfig:

@@ -26,7 +26,8 @@ RUN_MARKER = "_ccpipeline_run.json"
 LOCK_FILE = "_lock.json"
 # Top-level entries a run writes (besides each global stage's directory, see run_entries). Nothing else is ever
 # removed by --overwrite.
-_RUN_FILES = ("config.yaml", "plan.json", "documents", "rejects", "_done", "stats", "report.html", "demo-crawl")
+_RUN_FILES = ("config.yaml", "plan.parquet", "plan_inputs.parquet", "plan.json", "documents", "rejects", "_done",
+              "stats", "report.html", "demo-crawl", "_assets")
 # A temporary file of an atomic write (pipeline/io/atomic.py): `.<final name>.<8 hex digits>.tmp`.
 TEMPORARY_NAME = re.compile(r"^\.(?P<final>.+)\.[0-9a-f]{8}\.tmp$")
 

@@ -1,10 +1,12 @@
-"""The plan of a run: which files, cut into which units. Saved as plan.json so that a re-run resumes the same units,
-with each input file's use (read, skipped as not data, empty), size and modification time, so that a re-run refuses
-input that changed in between and reports the same input files.
+"""The plan of a run: which files, cut into which units. Saved as plan.parquet (one row per unit) so that a re-run
+resumes the same units, with each input file's use (read, skipped as not data, empty), size and modification time
+(plan_inputs.parquet, one row per file), so that a re-run refuses input that changed in between and reports the
+same input files. A plan.json saved by an earlier version is still read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -13,11 +15,15 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pipeline.config import ConfigError, RunConfig
 from pipeline.io.archive_reader import NO_MEMBER
-from pipeline.io.atomic import atomic_write_json
+from pipeline.io.atomic import atomic_write_files, parquet_bytes
 from pipeline.io.data_files import input_use, warc_and_wet_warning
 from pipeline.io.lineage import source_name
+from pipeline.io.ranged import RemoteReadError, input_fingerprint, input_size, is_remote
 from pipeline.io.remote import is_uri
 from pipeline.io.storage import StoragePath
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
@@ -26,7 +32,15 @@ from pipeline.output_guard import is_run_file
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-AUTO_UNITS = 64
+# unit_mb = "auto": the total input over this many units per worker CPU, between the two sizes below.
+AUTO_UNITS_PER_CPU = 8
+AUTO_MIN_BYTES = 1 * MB
+AUTO_MAX_BYTES = 1024 * MB  # a whole Common Crawl WARC (about 1 GB) is one or two units
+# plan.parquet's columns: the fields of Unit, in their order (load_plan builds units from them positionally).
+_UNITS_SCHEMA = pa.schema([("id", pa.string()), ("path", pa.string()), ("format", pa.string()),
+                           ("layout", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
+                           ("first_member", pa.int64())])
+_INPUTS_SCHEMA = pa.schema([("path", pa.string()), ("entry", pa.string())])
 
 
 class InputChanged(Exception):
@@ -53,7 +67,8 @@ def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath |
     """
     own = (lambda path: is_run_file(run_root, path)) if isinstance(run_root, Path) else (lambda path: False)
     configured = {os.path.abspath(path) for path in configured_files(config) if not own(path)}
-    written = {os.path.abspath(path) for path in generated}  # by the run itself (the demo crawl, downloads)
+    # by the run itself (the demo crawl), or listed from URIs (read in place: a URI stays a URI)
+    written = {path if is_remote(path) else os.path.abspath(path) for path in generated}
     named = written | {os.path.abspath(pattern) for pattern in config.input.paths
                        if not is_uri(pattern) and os.path.isfile(pattern)}
     inputs = {}
@@ -85,19 +100,21 @@ def input_report(inputs: dict[str, dict]) -> dict:
     }
 
 
-def unit_bytes(config: RunConfig, files: list[str]) -> int:
-    """The configured unit size, or for `auto` the total input over 64, kept between 1 and 64 MB."""
+def unit_bytes(config: RunConfig, files: list[str], cpus: float = 1) -> int:
+    """The configured unit size, or for `auto` the total input over AUTO_UNITS_PER_CPU units per worker CPU of the
+    run (`cpus`: 1 in this process), kept between 1 MB and 1 GB: a small input still keeps every worker busy, and a
+    Common Crawl dump (100 TB) makes about a hundred thousand units, not millions."""
     if config.input.unit_mb != "auto":
         return max(1, int(config.input.unit_mb * MB))
-    total = sum(os.path.getsize(path) for path in files)
-    return int(min(64 * MB, max(1 * MB, total / AUTO_UNITS)))
+    total = sum(input_size(path) for path in files)
+    return int(min(AUTO_MAX_BYTES, max(AUTO_MIN_BYTES, total / (AUTO_UNITS_PER_CPU * max(1, cpus)))))
 
 
-def plan_units(config: RunConfig, inputs: dict[str, dict]) -> list[Unit]:
-    """The units of the input files the plan reads (`plan_inputs`)."""
+def plan_units(config: RunConfig, inputs: dict[str, dict], cpus: float = 1) -> list[Unit]:
+    """The units of the input files the plan reads (`plan_inputs`), sized for a run with `cpus` worker CPUs."""
     files = files_read(inputs)
     _check_unique_names(files)
-    size = unit_bytes(config, files)
+    size = unit_bytes(config, files, cpus)
     units = []
     for path in files:
         fmt = detect_format(path) if config.input.format == "auto" else config.input.format
@@ -121,19 +138,37 @@ def _check_unique_names(files: list[str]) -> None:
 
 
 def save_plan(path: StoragePath, units: list[Unit], inputs: dict[str, dict]) -> None:
-    """Save the units, and each input file's use, size and modification time (`plan_inputs`)."""
-    atomic_write_json(path, {"units": [unit.to_dict() for unit in units], "inputs": inputs})
+    """Save the units as the rows of `path` (plan.parquet), and beside it each input file's use, size and
+    modification time (`plan_inputs`) as the rows of plan_inputs.parquet: {path, entry (its JSON)}. Both or neither
+    are replaced, the plan last (a reader looks for it)."""
+    columns = {name: [getattr(unit, name) for unit in units] for name in _UNITS_SCHEMA.names}
+    entries = {"path": list(inputs), "entry": [json.dumps(entry) for entry in inputs.values()]}
+    atomic_write_files({
+        _inputs_file(path): parquet_bytes(pa.Table.from_pydict(entries, schema=_INPUTS_SCHEMA)),
+        path: parquet_bytes(pa.Table.from_pydict(columns, schema=_UNITS_SCHEMA)),
+    })
 
 
 def load_plan(path: StoragePath) -> tuple[list[Unit], dict[str, dict]]:
-    """The saved units, and the saved use, size and modification time of each input file."""
-    saved = json.loads(path.read_text())
-    return [Unit.from_dict(values) for values in saved["units"]], saved.get("inputs", {})
+    """The saved units, and the saved use, size and modification time of each input file: from plan.parquet (and
+    plan_inputs.parquet), or from the plan.json of a run planned by an earlier version (the same units: it
+    resumes)."""
+    if path.name.endswith(".json"):
+        saved = json.loads(path.read_text())
+        return [Unit.from_dict(values) for values in saved["units"]], saved.get("inputs", {})
+    table = pq.read_table(io.BytesIO(path.read_bytes()))
+    entries = pq.read_table(io.BytesIO(_inputs_file(path).read_bytes())).to_pydict()
+    inputs = {name: json.loads(entry) for name, entry in zip(entries["path"], entries["entry"])}
+    return [Unit(*values) for values in zip(*table.to_pydict().values())], inputs
+
+
+def _inputs_file(plan: StoragePath) -> StoragePath:
+    return plan.parent / "plan_inputs.parquet"
 
 
 def _fingerprint(path: str) -> dict:
-    status = os.stat(path)
-    return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
+    """Size and modification time of a local file, an object, or an HTTP resource (its Last-Modified)."""
+    return input_fingerprint(path)
 
 
 def check_inputs(saved: dict[str, dict]) -> None:
@@ -148,6 +183,9 @@ def check_inputs(saved: dict[str, dict]) -> None:
         except FileNotFoundError:
             raise InputChanged(f"input {path} is gone since this run was planned; restore it, or start again with "
                                "--overwrite") from None
+        except RemoteReadError as exc:
+            raise InputChanged(f"input {path} cannot be read since this run was planned ({exc}); try again later, "
+                               "or start again with --overwrite") from None
         if now != planned:
             what = (f"size {planned['bytes']:,} -> {now['bytes']:,} bytes" if now["bytes"] != planned["bytes"] else
                     f"modified {_when(planned['mtime_ns'])} -> {_when(now['mtime_ns'])}")

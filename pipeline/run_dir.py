@@ -4,7 +4,8 @@ writers agree.
     <run>/_ccpipeline_run.json         marks the directory as a run directory (written first; see output_guard.py)
     <run>/_lock.json                   who runs in it now (see run_lock.py)
     <run>/config.yaml                  resolved config, with versions
-    <run>/plan.json                    the units of work
+    <run>/plan.parquet                 the units of work, one row each (plan.json before)
+    <run>/plan_inputs.parquet          the input files: use, size, modification time
     <run>/documents/part-<unit>.parquet   kept documents
     <run>/rejects/part-<unit>.parquet     dropped and failed documents (when `rejects: true`)
     <run>/_done/<unit>.json            completion marker with the unit's counts
@@ -51,7 +52,15 @@ class RunDir:
 
     @property
     def plan_file(self) -> StoragePath:
-        return self.root / "plan.json"
+        return self.root / "plan.parquet"
+
+    def saved_plan(self) -> StoragePath | None:
+        """The plan a run saved: plan.parquet, or the plan.json of a run planned by an earlier version; None if
+        neither is there."""
+        for path in (self.plan_file, self.root / "plan.json"):
+            if path.exists():
+                return path
+        return None
 
     @property
     def documents(self) -> StoragePath:

@@ -30,20 +30,22 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from pipeline.config import ConfigError, RunConfig
 from pipeline.global_stages import (IN_PROCESS_GLOBAL_STAGES, clear_stale, current_stages, documents_digest,
                                     run_global_stages, stage_tally)
 from pipeline.io.storage import storage_path
 from pipeline.io.units import Unit
-from pipeline.plan import (boundary_fixes, check_inputs, configured_files, input_report, load_plan, plan_inputs,
-                           plan_units, save_plan)
+from pipeline.plan import (boundary_fixes, check_inputs, configured_files, files_read, input_report, load_plan,
+                           plan_inputs, plan_units, save_plan)
 from pipeline.progress import NoProgress, RunProgress, documents_detail
 from pipeline.ray_session import connect_ray
 from pipeline.run_dir import OpenRun, RunDir, open_run_dir, remove_temporaries
 from pipeline.run_lock import Fence
-from pipeline.stats import StageTally, StatsNotWritten, accounting_problems, merge_tallies, write_run_stats
+from pipeline.staged_assets import staged_settings
+from pipeline.stats import (MarkersMerged, StageTally, StatsNotWritten, accounting_problems, merge_markers,
+                            write_run_stats)
 from pipeline.summary import documents_kept, format_funnel, format_input_files, records_read
 from pipeline.unit_work import UnitWorker
 from stages import STAGES
@@ -77,7 +79,7 @@ class RunResult:
     failed_stages: dict[str, str] = field(default_factory=dict)  # global stages that could not finish, and why
     failures_within_budget: bool = False  # the failed units are within max_failed_share
     in_process: bool = False  # small enough to run without Ray (ray.in_process_max_mb)
-    markers: list[dict] = field(default_factory=list, repr=False)  # the finished units' markers
+    merged: MarkersMerged = field(default_factory=MarkersMerged, repr=False)  # the finished units' markers, merged
     accounting: list[str] = field(default_factory=list)  # where the books do not close (accounting_problems)
     kept_entries: list[str] = field(default_factory=list)  # what --overwrite left: not written by a run
     ray_address: str | None = None  # the Ray cluster the run used (its GCS address); None: no Ray
@@ -90,22 +92,43 @@ class RunResult:
 
 
 class UnitCounts:
-    """Latest counts per unit, reported by workers after every batch and read by the progress line."""
+    """The documents counted so far, per stage, for the progress line: running sums of what workers report after
+    every batch (`CountDeltas`), so the board holds two numbers per stage however many units the run has. Rows a
+    worker counted before dying stay in the sums and its unit's retry counts them again: the progress line may run
+    a little ahead; the statistics, from the markers, do not."""
 
     def __init__(self) -> None:
-        self.latest: dict[str, list[dict]] = {}
+        self.sums: dict[str, list[int]] = {}  # stage -> [rows in, kept]
 
-    def report(self, unit_id: str, stages: list[dict]) -> None:
-        self.latest[unit_id] = [{"stage": s["stage"], "rows_in": s["rows_in"], "kept": s["kept"]} for s in stages]
+    def report(self, deltas: list[dict]) -> None:
+        for delta in deltas:
+            sums = self.sums.setdefault(delta["stage"], [0, 0])
+            sums[0] += delta["rows_in"]
+            sums[1] += delta["kept"]
 
     def totals(self) -> list[dict]:
-        summed: dict[str, dict] = {}
-        for stages in self.latest.values():
-            for stage in stages:
-                total = summed.setdefault(stage["stage"], {"stage": stage["stage"], "rows_in": 0, "kept": 0})
-                total["rows_in"] += stage["rows_in"]
-                total["kept"] += stage["kept"]
-        return list(summed.values())
+        return [{"stage": stage, "rows_in": rows_in, "kept": kept} for stage, (rows_in, kept) in self.sums.items()]
+
+
+class CountDeltas:
+    """What a worker sends the board (`send`: UnitCounts.report): of the cumulative counts UnitWorker reports for a
+    unit after each batch, the rows in and kept since its previous report."""
+
+    def __init__(self, send) -> None:
+        self.send = send
+        self.unit: str | None = None
+        self.reported: dict[str, tuple[int, int]] = {}  # of the current unit: stage -> (rows in, kept) so far
+
+    def __call__(self, unit_id: str, stages: list[dict]) -> None:
+        if unit_id != self.unit:
+            self.unit, self.reported = unit_id, {}
+        deltas = []
+        for stage in stages:
+            rows_in, kept = self.reported.get(stage["stage"], (0, 0))
+            deltas.append({"stage": stage["stage"], "rows_in": stage["rows_in"] - rows_in,
+                           "kept": stage["kept"] - kept})
+            self.reported[stage["stage"]] = (stage["rows_in"], stage["kept"])
+        self.send(deltas)
 
 
 class UnitActor:
@@ -116,7 +139,7 @@ class UnitActor:
 
     def __init__(self, config: dict, run_dir: str, fence: dict):
         try:
-            self.worker: UnitWorker | None = UnitWorker(RunConfig.model_validate(config), storage_path(run_dir),
+            self.worker: UnitWorker | None = UnitWorker(RunConfig.for_worker(config), storage_path(run_dir),
                                                         Fence(**fence))
             self.setup_error = ""
         except Exception as exc:
@@ -130,7 +153,7 @@ class UnitActor:
         if self.worker is None:
             return self.setup_error
         unit = Unit.from_dict(json.loads(encoded))
-        report = (lambda unit_id, stages: board.report.remote(unit_id, stages)) if board is not None else None
+        report = CountDeltas(board.report.remote) if board is not None else None
         try:
             self.worker.process(unit, report=report)
         except Exception as exc:
@@ -175,7 +198,7 @@ def run_pipeline(
             progress.close()
         result.seconds = time.monotonic() - started
         try:
-            write_run_stats(run.stats, result.funnel, result.markers, _summary(config, result))
+            write_run_stats(run.stats, result.funnel, result.merged.unit_rows, _summary(config, result))
             remove_temporaries(run.root)  # of workers killed in this run or an earlier one: a finished run has none
         except OSError as exc:
             raise StatsNotWritten(f"statistics not written to {run.stats}: {exc.strerror or exc} (errno "
@@ -188,34 +211,41 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
     generated = _demo_crawl_files(config, run)
     crawl_files, download_failures = _remote_files(config)
     generated += crawl_files
-    if opened.resuming and run.plan_file.exists():
-        units, inputs = load_plan(run.plan_file)
+    saved_plan = run.saved_plan() if opened.resuming else None
+    if saved_plan is not None:
+        units, inputs = load_plan(saved_plan)
         check_inputs(inputs)
+        in_process = _runs_in_process(config, address, {unit.path for unit in units})
     else:
         inputs = plan_inputs(config, generated, run.root)
-        units = plan_units(config, inputs)
-        if not download_failures:  # else the next run plans again, with the files that arrive then
-            save_plan(run.plan_file, units, inputs)
-    done = run.done_units()
-    pending = [unit for unit in units if unit.id not in done]
+        in_process = _runs_in_process(config, address, files_read(inputs))
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
-    stale_globals = len(current_stages(config, run, documents_digest(run.documents))) < len(config.global_stages())
-    in_process = _runs_in_process(config, address, units)
-    worker_config = prepare_stages(config, run) if pending or stale_globals else {}
-    started_here = False if in_process or not worker_config else connect_ray(address, config.ray.object_store_mb)
-    ray_address = None if in_process or not worker_config else _ray_address()
+    started_here = False
     try:
+        if saved_plan is None:  # units sized for the workers the run will have (plan.unit_bytes): Ray first
+            on_ray = bool(files_read(inputs)) and not in_process
+            started_here = on_ray and connect_ray(address, config.ray.object_store_mb)
+            units = plan_units(config, inputs, _planned_workers(config) if on_ray else 1)
+            if not download_failures:  # else the next run plans again, with the files that arrive then
+                save_plan(run.plan_file, units, inputs)
+        done = run.done_units()
+        pending = [unit for unit in units if unit.id not in done]
+        stale_globals = len(current_stages(config, run, documents_digest(run.documents))) < len(config.global_stages())
+        worker_config = prepare_stages(config, run) if pending or stale_globals else {}
+        on_ray = not in_process and bool(worker_config)
+        if on_ray and not started_here:
+            started_here = connect_ray(address, config.ray.object_store_mb)
+        ray_address = _ray_address() if on_ray else None
         if pending:
             failed.update(_process_units(pending, worker_config, run, opened.fence, progress, in_process))
-            units = _fix_unit_boundaries(units, worker_config, run, opened.fence, failed, inputs, in_process)
-        done = run.done_units()
-        markers = [run.read_marker(unit.id) for unit in units if unit.id in done]
-        funnel = merge_tallies([[StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers])
+        units, merged = _fix_unit_boundaries(units, worker_config, run, opened.fence, failed, inputs, in_process,
+                                             on_ray)
+        funnel = merged.tallies
         within_budget = _within_budget(failed, len(units) + len(download_failures), config.max_failed_share)
         digest = documents_digest(run.documents)
         clear_stale(config, run, digest)
-        if within_budget and not accounting_problems(funnel, markers):
+        if within_budget and not accounting_problems(funnel, merged.problems):
             # a global stage over part of the input describes only that part: allowed within the budget
             failed_stages = run_global_stages(config, run, digest, funnel[-1].kept if funnel else 0, progress,
                                               in_process, _error_text)
@@ -226,8 +256,8 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
             ray.shutdown()
     funnel += [stage_tally(run, name) for name in current_stages(config, run, digest)]
     return RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, 0.0, failed_stages,
-                     bool(failed) and within_budget, in_process, markers=markers,
-                     accounting=accounting_problems(funnel, markers), kept_entries=opened.kept_entries,
+                     bool(failed) and within_budget, in_process, merged=merged,
+                     accounting=accounting_problems(funnel, merged.problems), kept_entries=opened.kept_entries,
                      ray_address=ray_address, input_files=input_report(inputs))
 
 
@@ -237,7 +267,7 @@ def _ray_address() -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def _runs_in_process(config: RunConfig, address: str | None, units: list[Unit]) -> bool:
+def _runs_in_process(config: RunConfig, address: str | None, paths: Iterable[str]) -> bool:
     """Whether the run is small enough to skip Ray: no cluster to join, no Ray running in this process (a
     notebook's or a test's is used as it is), input files totalling at most ray.in_process_max_mb, and no global
     stage but dedup."""
@@ -248,14 +278,23 @@ def _runs_in_process(config: RunConfig, address: str | None, units: list[Unit]) 
     if any(name not in IN_PROCESS_GLOBAL_STAGES for name, _ in config.global_stages()):
         return False
     try:
-        size = sum(os.path.getsize(path) for path in {unit.path for unit in units})
+        size = sum(os.path.getsize(path) for path in paths)
     except OSError:  # not a local file: leave it to Ray
         return False
     return size <= limit_mb * 1024 * 1024
 
 
+def _planned_workers(config: RunConfig) -> int:
+    """How many workers the connected Ray gives this run (`_worker_count`, without its warning)."""
+    import ray
+
+    fit = max(1, int(ray.cluster_resources().get("CPU", 1) // config.ray.cpus_per_worker))
+    return min(config.ray.workers or fit, fit)
+
+
 def prepare_stages(config: RunConfig, run: RunDir) -> dict:
-    """Let each stage fetch or build what it needs, once, on the driver; returns the config workers get.
+    """Let each stage fetch or build what it needs, once, on the driver; returns the config workers get, in which
+    the files the stages name are staged in the run directory (pipeline/staged_assets.py), not driver paths.
 
     A stage that cannot be set up stops the run here, before any work, with the setting at fault named.
     """
@@ -266,7 +305,8 @@ def prepare_stages(config: RunConfig, run: RunDir) -> dict:
         except StageSetupError as exc:
             where = f"stages[{index}].{name}" + (f".{exc.setting}" if exc.setting else "")
             raise ConfigError(f"{where}: {exc.message}") from None
-        resolved["stages"][index] = {name: prepared.model_dump(mode="json")}
+        staged = staged_settings(prepared, STAGES[name].file_settings, run.root)
+        resolved["stages"][index] = {name: staged.model_dump(mode="json")}
     return resolved
 
 
@@ -294,13 +334,14 @@ def _within_budget(failed: dict[str, str], units: int, max_failed_share: float) 
 
 
 def _remote_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
-    """Local copies of the configured Common Crawl files and input URIs, and the files that could not be fetched
-    (reported as failed input, like a failed unit: the run exits 1 and the same command fetches them again)."""
+    """The configured Common Crawl files and input URIs, listed (read in place by the workers, never downloaded
+    here), and the files that could not be listed or sized (reported as failed input, like a failed unit: the run
+    exits 1 and the same command tries them again)."""
     from pipeline.io.commoncrawl import resolve
-    from pipeline.io.download import DownloadError, cache_base
-    from pipeline.io.remote import is_uri, resolve_uris
+    from pipeline.io.download import DownloadError
+    from pipeline.io.remote import is_uri, list_uris
 
-    files, failures = resolve_uris([p for p in config.input.paths if is_uri(p)], cache_base())
+    files, failures = list_uris([p for p in config.input.paths if is_uri(p)])
     if config.input.commoncrawl is not None:
         try:
             crawl_files, crawl_failures = resolve(config.input.commoncrawl)
@@ -330,12 +371,12 @@ def _summary(config: RunConfig, result: RunResult) -> dict:
 
 
 def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, fence: Fence, failed: dict[str, str],
-                         inputs: dict | None, in_process: bool = False) -> list[Unit]:
-    """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan."""
+                         inputs: dict, in_process: bool, on_ray: bool) -> tuple[list[Unit], MarkersMerged]:
+    """Read again the rare units whose first record a scan got wrong (see MemberSpan); returns the updated plan and
+    its finished units' markers, merged."""
+    merged = _merge_markers(run, units, on_ray)
     for _ in range(len(units)):
-        done = run.done_units()
-        spans = {unit.id: run.read_marker(unit.id)["members"] for unit in units if unit.id in done}
-        fixes = boundary_fixes(units, spans)
+        fixes = boundary_fixes(units, merged.members)
         if not fixes:
             break
         for unit in fixes:
@@ -345,7 +386,32 @@ def _fix_unit_boundaries(units: list[Unit], config: dict, run: RunDir, fence: Fe
         units = [fixed.get(unit.id, unit) for unit in units]
         save_plan(run.plan_file, units, inputs)
         failed.update(_process_units(fixes, config, run, fence, NoProgress(), in_process=in_process))
-    return units
+        merged = _merge_markers(run, units, on_ray)
+    return units, merged
+
+
+def _merge_markers(run: RunDir, units: list[Unit], on_ray: bool) -> MarkersMerged:
+    """The finished units' markers, in plan order, merged by a tree of Ray tasks (stats.merge_markers), or by the
+    same functions in this process when the run has no Ray."""
+    done = run.done_units()
+    unit_ids = [unit.id for unit in units if unit.id in done]
+    if not on_ray:
+        return merge_markers(str(run.root), unit_ids)[0]
+    import ray
+
+    return merge_markers(str(run.root.resolve()), unit_ids, _submit_task, ray.get)[0]
+
+
+def _submit_task(function, *args):
+    """Run `function` as a Ray task (the arguments that are references arrive as their values)."""
+    return _remote_function(function).remote(*args)
+
+
+@functools.cache
+def _remote_function(function):
+    import ray
+
+    return ray.remote(function)
 
 
 def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, progress: RunProgress,
@@ -466,11 +532,12 @@ def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, prog
     except Exception as exc:
         raise WorkerSetupError(f"the stages could not be built: {type(exc).__name__}: {exc}") from None
     counts = UnitCounts()
+    count_deltas = CountDeltas(counts.report)
     progress.start("documents", total=len(units), unit="units")
     failed: dict[str, str] = {}
 
     def report(unit_id: str, stages: list[dict]) -> None:
-        counts.report(unit_id, stages)
+        count_deltas(unit_id, stages)
         _show_documents(progress, counts.totals(), done)
 
     done = 0

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -130,16 +130,11 @@ def merge_tallies(per_unit: Iterable[list[StageTally]]) -> list[StageTally]:
     return list(merged.values())
 
 
-def accounting_problems(funnel: list[StageTally], markers: Iterable[dict] = ()) -> list[str]:
+def accounting_problems(funnel: list[StageTally], unit_problems: Iterable[str] = ()) -> list[str]:
     """Where the books do not balance (empty when every record is accounted for): a stage whose rows in are not
-    its kept, dropped and failed rows; a stage that received other than what the one before it kept; a unit whose
-    documents part holds other than what its last stage kept (`markers`: the finished units' markers)."""
-    problems = []
-    for marker in markers:
-        last = marker["stages"][-1]
-        if marker["documents"] != last["kept"]:
-            problems.append(f"unit {marker['unit']}: wrote {marker['documents']} documents but {last['stage']} kept "
-                            f"{last['kept']}")
+    its kept, dropped and failed rows; a stage that received other than what the one before it kept; and
+    `unit_problems`, the finished units' own (`unit_accounting`, gathered by `merge_markers`)."""
+    problems = list(unit_problems)
     for tally in funnel:
         if tally.rows_in != tally.kept + tally.dropped_total + tally.failed_total:
             problems.append(
@@ -152,6 +147,108 @@ def accounting_problems(funnel: list[StageTally], markers: Iterable[dict] = ()) 
     return problems
 
 
+def unit_accounting(marker: dict) -> list[str]:
+    """A finished unit's own accounting problem: a documents part holding other than what its last stage kept."""
+    last = marker["stages"][-1]
+    if marker["documents"] != last["kept"]:
+        return [f"unit {marker['unit']}: wrote {marker['documents']} documents but {last['stage']} kept {last['kept']}"]
+    return []
+
+
+@dataclass
+class MarkersMerged:
+    """What the driver needs of a set of finished units' markers, merged: the stage tallies, the units' own
+    accounting problems, each unit's record span (`members`, for plan.boundary_fixes) and the per-unit rows of
+    stats/units.parquet, in the order of the units given. Small values only: no marker is kept whole."""
+
+    tallies: list[StageTally] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    members: dict[str, dict] = field(default_factory=dict)
+    unit_rows: pa.Table = field(default_factory=lambda: _UNITS_SCHEMA.empty_table())
+    units: int = 0
+
+
+def read_markers(run_root: str, unit_ids: list[str]) -> MarkersMerged:
+    """Read and merge one batch of markers (a leaf of `merge_markers`' tree)."""
+    from pipeline.io.storage import storage_path
+    from pipeline.run_dir import RunDir
+
+    run = RunDir(storage_path(run_root))
+    markers = [run.read_marker(unit_id) for unit_id in unit_ids]
+    return MarkersMerged(
+        tallies=merge_tallies([StageTally.from_dict(stage) for stage in marker["stages"]] for marker in markers),
+        problems=[problem for marker in markers for problem in unit_accounting(marker)],
+        members={marker["unit"]: marker["members"] for marker in markers},
+        unit_rows=pa.Table.from_pylist(marker_unit_rows(markers), schema=_UNITS_SCHEMA),
+        units=len(markers),
+    )
+
+
+def combine_merged(*parts: MarkersMerged) -> MarkersMerged:
+    """Merge merged batches, in the order given (an inner node of `merge_markers`' tree)."""
+    return MarkersMerged(
+        tallies=merge_tallies(part.tallies for part in parts),
+        problems=[problem for part in parts for problem in part.problems],
+        members={unit: span for part in parts for unit, span in part.members.items()},
+        unit_rows=pa.concat_tables([part.unit_rows for part in parts]),
+        units=sum(part.units for part in parts),
+    )
+
+
+@dataclass
+class MergePlan:
+    """How `merge_markers` merged: markers per leaf task, leaves, inner tasks, and rounds of inner tasks."""
+
+    batch_size: int
+    batches: int = 0
+    inner_tasks: int = 0
+    rounds: int = 0
+
+
+MARKER_BATCH = 1000
+MERGE_FANOUT = 16
+
+
+def merge_markers(run_root: str, unit_ids: list[str], submit: Callable | None = None, fetch: Callable | None = None,
+                  batch_size: int = MARKER_BATCH, fanout: int = MERGE_FANOUT) -> tuple[MarkersMerged, MergePlan]:
+    """Merge the markers of `unit_ids` as a tree: each leaf reads `batch_size` markers (`read_markers`), each inner
+    node merges up to `fanout` results (`combine_merged`), so a run with N markers takes ceil(log_fanout(N /
+    batch_size)) rounds after the leaves. `submit(function, *args)` runs a node (on Ray: a task, whose result stays
+    in the object store until the next round consumes it; by default in this process) and `fetch` gets the root's
+    result: the driver holds one reference per batch, never a marker."""
+    submit = submit or (lambda function, *args: function(*args))
+    fetch = fetch or (lambda result: result)
+    plan = MergePlan(batch_size)
+    level = [submit(read_markers, run_root, unit_ids[start:start + batch_size])
+             for start in range(0, len(unit_ids), batch_size)]
+    plan.batches = len(level)
+    if not level:
+        return MarkersMerged(), plan
+    while len(level) > 1:
+        level = [submit(combine_merged, *level[start:start + fanout]) for start in range(0, len(level), fanout)]
+        plan.inner_tasks += len(level)
+        plan.rounds += 1
+    return fetch(level[0]), plan
+
+
+def marker_unit_rows(markers: Iterable[dict]) -> list[dict]:
+    """The rows of stats/units.parquet for these markers: one per unit and stage."""
+    return [
+        {
+            "unit": unit["unit"],
+            "path": unit["path"],
+            "stage": tally["stage"],
+            "rows_in": tally["rows_in"],
+            "kept": tally["kept"],
+            "dropped": sum(tally["dropped"].values()),
+            "failed": sum(tally["failed"].values()),
+            "seconds": tally["seconds"],
+        }
+        for unit in markers
+        for tally in unit["stages"]
+    ]
+
+
 class StatsNotWritten(Exception):
     """The run's statistics could not be written (none of them were); carries the run's result for printing."""
 
@@ -160,8 +257,9 @@ class StatsNotWritten(Exception):
         self.result = result
 
 
-def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict], summary: dict) -> None:
-    """Write the notebook-facing statistics: funnel, reasons, per-unit counts, error examples, summary."""
+def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: pa.Table, summary: dict) -> None:
+    """Write the notebook-facing statistics: funnel, reasons, per-unit counts (`units`: the rows of `marker_unit_rows`,
+    as `MarkersMerged.unit_rows` holds them), error examples, summary."""
     funnel_rows = [
         {
             "stage": tally.stage,
@@ -181,25 +279,11 @@ def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: list[dict]
         for reason, count in sorted(counter.items(), key=lambda item: -item[1])
     ]
     example_rows = [{"stage": tally.stage, **example} for tally in funnel for example in tally.examples]
-    unit_rows = [
-        {
-            "unit": unit["unit"],
-            "path": unit["path"],
-            "stage": tally["stage"],
-            "rows_in": tally["rows_in"],
-            "kept": tally["kept"],
-            "dropped": sum(tally["dropped"].values()),
-            "failed": sum(tally["failed"].values()),
-            "seconds": tally["seconds"],
-        }
-        for unit in units
-        for tally in unit["stages"]
-    ]
     atomic_write_files({  # all or none: summary.json, which readers look for first, is renamed last
         stats_dir / "funnel.parquet": parquet_bytes(pa.Table.from_pylist(funnel_rows, schema=_FUNNEL_SCHEMA)),
         stats_dir / "reasons.parquet": parquet_bytes(pa.Table.from_pylist(reason_rows, schema=_REASONS_SCHEMA)),
         stats_dir / "examples.parquet": parquet_bytes(pa.Table.from_pylist(example_rows, schema=_EXAMPLES_SCHEMA)),
-        stats_dir / "units.parquet": parquet_bytes(pa.Table.from_pylist(unit_rows, schema=_UNITS_SCHEMA)),
+        stats_dir / "units.parquet": parquet_bytes(units.combine_chunks()),
         stats_dir / "summary.json": json_bytes({**summary, "stages": [tally.to_dict() for tally in funnel]}),
     })
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from pipeline.plan import load_plan
 
 pytestmark = pytest.mark.slow
 
@@ -114,8 +115,8 @@ def test_a_leftover_address_file_of_a_dead_ray_is_never_joined(tmp_path, config)
 
 
 def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(tmp_path, warc_dir, local_ray):
-    """A word list that the driver saw (prepare) but the workers do not (gone from their node): the run stops with
-    the workers' FileNotFoundError instead of handing every unit to workers that fail it in milliseconds."""
+    """A word list that the driver staged (prepare) but the workers cannot get (gone from the run directory): the
+    run stops with the workers' AssetError instead of handing every unit to workers that fail it in milliseconds."""
     from pipeline.config import load_config
     from pipeline.plan import plan_inputs, plan_units
     from pipeline.progress import NoProgress
@@ -123,7 +124,7 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
     from pipeline.runner import WorkerSetupError, _process_units, prepare_stages
 
     words = tmp_path / "words.txt"
-    words.write_text("idiot\n")
+    words.write_text(f"idiot\n# {tmp_path}\n")  # bytes of this test only: no worker has a copy cached
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({
         "name": "setup", "input": {"paths": [str(warc_dir / "derived_real_html" / "*.warc.gz")], "unit_mb": 0.5},
@@ -134,8 +135,8 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
         worker_config = prepare_stages(config, run)
         units = plan_units(config, plan_inputs(config, [], run.root))
         assert len(units) > 10
-        words.unlink()
-        with pytest.raises(WorkerSetupError, match=rf"FileNotFoundError: .*{words}"):
+        shutil.rmtree(run.root / "_assets")
+        with pytest.raises(WorkerSetupError, match=r"AssetError: .*_assets/[0-9a-f]{16}-words.txt is missing"):
             _process_units(units, worker_config, run, opened.fence, NoProgress())
     assert markers(run.root) == 0
 
@@ -237,8 +238,8 @@ def test_a_unit_that_hangs_is_killed_at_the_time_limit_tried_once_more_and_then_
     failed = [line for line in stdout.splitlines() if line.startswith("FAILED UNIT")]
     assert len(failed) == 1 and "UnitTimeout: " in failed[0], stdout[-3000:]
     assert "derived-real-html-0000" in failed[0] and "(bytes " in failed[0] and "2 times" in failed[0]
-    plan = json.loads((output / "plan.json").read_text())
-    assert markers(output) == len(plan["units"]) - 1  # every other unit finished
+    units, _ = load_plan(output / "plan.parquet")
+    assert markers(output) == len(units) - 1  # every other unit finished
 
 
 def _free_port() -> int:

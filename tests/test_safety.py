@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, pipeline_cli
+from pipeline.plan import load_plan
 from test_run_dir import snapshot, user_folder
 
 
@@ -68,8 +69,8 @@ def test_a_run_directory_inside_an_input_folder_is_never_read_as_input(tmp_path,
     for extra in ([], [], ["--overwrite"]):
         completed = pipeline_cli("run", "--config", str(config), "--output", str(output), "--quiet", *extra)
         assert completed.returncode == 0, completed.stdout + completed.stderr
-        plan = yaml.safe_load((output / "plan.json").read_text())
-        assert {Path(unit["path"]).name for unit in plan["units"]} == {p.name for p in small_crawl.iterdir()}
+        units, _ = load_plan(output / "plan.parquet")
+        assert {Path(unit.path).name for unit in units} == {p.name for p in small_crawl.iterdir()}
 
 
 def test_a_run_name_is_one_folder_name_never_a_path(tmp_path, small_crawl):
@@ -208,7 +209,9 @@ def test_a_full_disk_at_set_up_is_one_line_naming_the_path_and_errno(tmp_path, s
 @needs_namespaces
 def test_a_disk_that_fills_mid_run_fails_units_by_name_and_writes_no_partial_statistics(tmp_path, small_crawl):
     config = config_file(tmp_path, [str(small_crawl)])
-    script = (f"mount -t tmpfs -o size=40k tmpfs {tmp_path / 'disk'} && "
+    # 36k: the run's own files (marker, config, plan, plan inputs) take a 4k page each; what is left holds
+    # neither the units' output nor the statistics
+    script = (f"mount -t tmpfs -o size=36k tmpfs {tmp_path / 'disk'} && "
               f"{sys.executable} -m pipeline.cli run --config {config} --output {tmp_path / 'disk' / 'run'} --quiet; "
               f"echo rc=$?; find {tmp_path / 'disk'} -type f")
     (tmp_path / "disk").mkdir()
