@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from pipeline.io.remote import is_uri
 from pipeline.io.storage import REMOTE_SCHEMES, StoragePath, storage_path
 from pipeline.io.units import expand_paths
 from stages import STAGES, GlobalStage, StageConfig
+from stages.base import single_values_as_lists
 
 ON_WORKER = "on_worker"  # validation context flag: skip the checks that only the driver's filesystem can answer
 
@@ -29,8 +29,13 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors; `name: 2024` is still a name.
+    # Unknown keys are errors; `name: 2024` is still a name; `paths: /x` is a list of one.
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_values_as_lists(cls, data: Any) -> Any:
+        return single_values_as_lists(cls, data)
 
 
 class DemoCrawlInput(Strict):
@@ -311,7 +316,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = (), output: str 
     path = str(path)
     raw = read_yaml_mapping(path)
     for override in overrides:
-        apply_override(raw, override, path, RunConfig)
+        apply_override(raw, override, path)
     if output is not None:
         raw["output"] = output
     return validated(RunConfig, raw, path)
@@ -346,9 +351,9 @@ def read_yaml_mapping(path: str) -> dict:
     return raw
 
 
-def apply_override(raw: dict, override: str, path: str, model: type[BaseModel] | None = None) -> None:
-    """Set `a.b.c=value` in the raw config; a list item is addressed by index or, in `stages`, by stage name.
-    Where `model` (the config's) expects a list at that key path, a single value is a list of one."""
+def apply_override(raw: dict, override: str, path: str) -> None:
+    """Set `a.b.c=value` in the raw config; a list item is addressed by index or, in `stages`, by stage name. (A
+    single value where the config takes a list becomes a list of one when the config is validated.)"""
     key_path, sep, text = override.partition("=")
     if not sep or not key_path:
         raise ConfigError(f"--set {override!r}: expected key.path=value")
@@ -358,8 +363,6 @@ def apply_override(raw: dict, override: str, path: str, model: type[BaseModel] |
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ConfigError(f"{path}: --set {key_path}: the value is not valid YAML ({problem})") from None
     keys = key_path.split(".")
-    if model is not None and isinstance(value, (str, int, float, bool)) and _only_lists(_annotation_at(model, keys)):
-        value = [value]
     node: Any = raw
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
@@ -384,44 +387,6 @@ def apply_override(raw: dict, override: str, path: str, model: type[BaseModel] |
             node = node[key]
         else:
             raise ConfigError(f"{path}: --set {key_path}: {where} is a value, not a mapping")
-
-
-def _annotation_at(model: type[BaseModel], keys: list[str]) -> Any:
-    """The type the config model declares at a `--set` key path (as apply_override walks it), or None."""
-    annotation: Any = model
-    for key in keys:
-        annotation = _member_annotation(annotation, key)
-    return annotation
-
-
-def _member_annotation(annotation: Any, key: str) -> Any:
-    """The type of `key` inside `annotation`: a model's field, a dict's value, a list's item (by index, or the
-    entry named `key` in the stage list), or the first member of a union that has it."""
-    if get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    origin = get_origin(annotation)
-    if origin in (Union, UnionType):
-        return next((found for member in get_args(annotation)
-                     if (found := _member_annotation(member, key)) is not None), None)
-    if origin is list:
-        item = get_args(annotation)[0]
-        return item if key.lstrip("-").isdigit() else _member_annotation(item, key)
-    if origin is dict:
-        return get_args(annotation)[1]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(key)
-        return field.annotation if field is not None else None
-    return None
-
-
-def _only_lists(annotation: Any) -> bool:
-    """Whether a type takes a list and no single value (`list[str]`, `list[str] | None`)."""
-    if get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, UnionType):
-        members = [member for member in get_args(annotation) if member is not type(None)]
-        return bool(members) and all(_only_lists(member) for member in members)
-    return get_origin(annotation) is list
 
 
 def _list_index(items: list, key: str) -> int | None:

@@ -10,18 +10,48 @@ failed. Stages know nothing about Ray, files or run directories.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Sequence
+from types import UnionType
+from typing import Annotated, Any, ClassVar, NamedTuple, Sequence, Union, get_args, get_origin
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
 
 
+def takes_only_lists(annotation: Any) -> bool:
+    """Whether a field's type takes a list and no single value (`list[str]`, `list[str] | None`)."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        return bool(members) and all(takes_only_lists(member) for member in members)
+    return get_origin(annotation) is list
+
+
+def single_values_as_lists(model: type[BaseModel], data: Any) -> Any:
+    """Raw settings in which a single value given where `model` takes only a list is a list of one: `paths: /x` in
+    YAML, `--set stages.langid.languages=de`."""
+    if not isinstance(data, dict):
+        return data
+    fixed = dict(data)
+    for name, field in model.model_fields.items():
+        value = fixed.get(name)
+        if isinstance(value, (str, int, float, bool)) and takes_only_lists(field.annotation):
+            fixed[name] = [value]
+    return fixed
+
+
 class StageConfig(BaseModel):
-    """Base of every stage's settings: unknown keys are errors, so a typo cannot silently keep a default."""
+    """Base of every stage's settings: unknown keys are errors, so a typo cannot silently keep a default; a single
+    value where a list is expected is a list of one."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_values_as_lists(cls, data: Any) -> Any:
+        return single_values_as_lists(cls, data)
 
 
 class StageSetupError(Exception):

@@ -64,6 +64,14 @@ def test_set_still_validates_the_single_value_it_makes_a_list(tmp_path):
         load_config(config_file(tmp_path), ["input.paths=/no/such/*.warc"])
 
 
+def test_a_config_file_may_give_a_single_value_where_a_list_is_expected(tmp_path):
+    path = tmp_path / "single.yaml"
+    path.write_text(f"name: x\ninput:\n  paths: {REAL_WARC}\nstages:\n  - html_langid:\n      languages: de\n"
+                    "  - extract\n")
+    config = load_config(path)
+    assert config.input.paths == [str(REAL_WARC)] and config.stage_settings()[0][1].languages == ["de"]
+
+
 # ------------------------------------------------------------------------------------------- train-classifier
 
 

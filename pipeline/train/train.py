@@ -42,7 +42,7 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
     """Read a training config, apply `key.path=value` overrides, validate. Raises ConfigError in one line."""
     raw = read_yaml_mapping(str(path))
     for override in overrides:
-        apply_override(raw, override, str(path), TrainConfig)
+        apply_override(raw, override, str(path))
     return validated(TrainConfig, raw, str(path))
 
 
