@@ -285,11 +285,11 @@ def _runs_in_process(config: RunConfig, address: str | None, paths: Iterable[str
 
 
 def _planned_workers(config: RunConfig) -> int:
-    """How many workers the connected Ray gives this run (`_worker_count`, without its warning)."""
+    """How many workers the connected Ray gives this run (`_worker_count`, whose warning comes when they start)."""
     import ray
 
-    fit = max(1, int(ray.cluster_resources().get("CPU", 1) // config.ray.cpus_per_worker))
-    return min(config.ray.workers or fit, fit)
+    return _worker_count(config.ray.workers, config.ray.cpus_per_worker, ray.cluster_resources().get("CPU", 1),
+                         warn=False)
 
 
 def prepare_stages(config: RunConfig, run: RunDir) -> dict:
@@ -508,12 +508,12 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
     return failed
 
 
-def _worker_count(asked: int | None, cpus_per_worker: float, cpus: float) -> int:
+def _worker_count(asked: int | None, cpus_per_worker: float, cpus: float, warn: bool = True) -> int:
     """How many workers run: as many as the cluster's CPUs allow, or ray.workers if fewer. More than fit would
     wait for CPUs that never come free (a waiting worker holds the unit it was handed), so they are not started,
-    and the user is told in one line."""
+    and the user is told in one line (`warn`)."""
     fit = max(1, int(cpus // cpus_per_worker))
-    if asked and asked > fit:
+    if warn and asked and asked > fit:
         log.warning(f"ray.workers = {asked}, but the cluster has {cpus:g} CPUs at {cpus_per_worker:g} per worker: "
                     f"running {fit} workers")
     return min(asked or fit, fit)
