@@ -23,7 +23,7 @@ from pipeline.io.archive_reader import NO_MEMBER
 from pipeline.io.atomic import atomic_write_files, parquet_bytes
 from pipeline.io.data_files import input_use, warc_and_wet_warning
 from pipeline.io.lineage import source_name
-from pipeline.io.ranged import RemoteReadError, input_fingerprint, input_size, is_remote
+from pipeline.io.ranged import RemoteReadError, input_fingerprint, is_remote
 from pipeline.io.remote import is_uri
 from pipeline.io.storage import StoragePath
 from pipeline.io.units import Unit, detect_format, expand_paths, plan_file
@@ -56,7 +56,8 @@ def configured_files(config: RunConfig) -> list[str]:
     return sorted(files)
 
 
-def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath | None = None) -> dict[str, dict]:
+def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath | None = None,
+                listed: dict[str, dict] | None = None) -> dict[str, dict]:
     """Every input file once, in a stable order, with its size, modification time and use: {"bytes", "mtime_ns",
     "use": "read" | "skipped" | "empty", "reason" (of a skipped file)}. Never a file the run writes itself (an input
     glob or folder that contains the run directory would otherwise read the run's own output).
@@ -64,6 +65,9 @@ def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath |
     Of the files found through a folder or glob, only data files are read (pipeline/io/data_files.py); a file named
     by its own path, or written by the run (the demo crawl, downloads), is always read. Logs a warning when captures
     come both as WARC and as WET: their pages would be read twice.
+
+    `listed` holds what a listing already told of remote files ({"bytes", "mtime_ns"}, and "layout" where the
+    source defines it, as Common Crawl does): those files are not asked again.
     """
     own = (lambda path: is_run_file(run_root, path)) if isinstance(run_root, Path) else (lambda path: False)
     configured = {os.path.abspath(path) for path in configured_files(config) if not own(path)}
@@ -72,9 +76,11 @@ def plan_inputs(config: RunConfig, generated: list[str], run_root: StoragePath |
     named = written | {os.path.abspath(pattern) for pattern in config.input.paths
                        if not is_uri(pattern) and os.path.isfile(pattern)}
     inputs = {}
+    listed = listed or {}
     for path in sorted(configured | written):
-        use, reason = input_use(path, path in named)
-        inputs[path] = {**_fingerprint(path), "use": use, **({"reason": reason} if reason else {})}
+        known = listed.get(path) or _fingerprint(path)
+        use, reason = input_use(path, path in named, known["bytes"])
+        inputs[path] = {**known, "use": use, **({"reason": reason} if reason else {})}
     warning = warc_and_wet_warning(files_read(inputs))
     if warning:
         log.warning(warning)
@@ -100,25 +106,27 @@ def input_report(inputs: dict[str, dict]) -> dict:
     }
 
 
-def unit_bytes(config: RunConfig, files: list[str], cpus: float = 1) -> int:
+def unit_bytes(config: RunConfig, sizes: list[int], cpus: float = 1) -> int:
     """The configured unit size, or for `auto` the total input over AUTO_UNITS_PER_CPU units per worker CPU of the
     run (`cpus`: 1 in this process), kept between 1 MB and 1 GB: a small input still keeps every worker busy, and a
-    Common Crawl dump (100 TB) makes about a hundred thousand units, not millions."""
+    Common Crawl dump (100 TB) makes about a hundred thousand units, not millions. `sizes`: the input files'."""
     if config.input.unit_mb != "auto":
         return max(1, int(config.input.unit_mb * MB))
-    total = sum(input_size(path) for path in files)
+    total = sum(sizes)
     return int(min(AUTO_MAX_BYTES, max(AUTO_MIN_BYTES, total / (AUTO_UNITS_PER_CPU * max(1, cpus)))))
 
 
 def plan_units(config: RunConfig, inputs: dict[str, dict], cpus: float = 1) -> list[Unit]:
-    """The units of the input files the plan reads (`plan_inputs`), sized for a run with `cpus` worker CPUs."""
+    """The units of the input files the plan reads (`plan_inputs`), sized for a run with `cpus` worker CPUs, from the
+    sizes the plan holds; a file's first bytes are read only where neither its name nor its source tells its format
+    and layout."""
     files = files_read(inputs)
     _check_unique_names(files)
-    size = unit_bytes(config, files, cpus)
+    size = unit_bytes(config, [inputs[path]["bytes"] for path in files], cpus)
     units = []
     for path in files:
         fmt = detect_format(path) if config.input.format == "auto" else config.input.format
-        units.extend(plan_file(path, fmt, size))
+        units.extend(plan_file(path, fmt, size, inputs[path]["bytes"], inputs[path].get("layout")))
     return units
 
 

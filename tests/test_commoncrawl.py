@@ -144,7 +144,7 @@ def test_a_filesystem_mirror_is_read_in_place(tmp_path, warc_dir):
         (tmp_path / "mirror" / name.lstrip("/")).write_bytes(data)
     local, failures = resolve(CommonCrawlInput(crawl=CRAWL, base_url=f"file://{tmp_path / 'mirror'}", limit=3,
                                                cache_dir=str(tmp_path / "cache")))
-    assert not failures and local == [str(tmp_path / "mirror" / name.lstrip("/")) for name in files
+    assert not failures and list(local) == [str(tmp_path / "mirror" / name.lstrip("/")) for name in files
                                            if name.endswith(".warc.gz")][:3]
     assert not list((tmp_path / "cache").rglob("*.warc.gz"))
 

@@ -123,13 +123,12 @@ def test_a_plan_json_of_an_earlier_version_still_loads(tmp_path):
     assert RunDir(tmp_path).saved_plan() == tmp_path / "plan.parquet"
 
 
-def test_auto_units_are_eight_per_worker_between_1_mb_and_1_gb(tmp_path, monkeypatch):
+def test_auto_units_are_eight_per_worker_between_1_mb_and_1_gb():
     config = RunConfig.model_validate({"name": "t", "input": {"paths": []}, "stages": ["extract"]})
-    monkeypatch.setattr("pipeline.plan.input_size", lambda path: 1 << 30)
-    assert unit_bytes(config, ["a"], cpus=16) == 1024 * MB // 128  # 1 GB over 8 x 16 workers: 8 MB
-    assert unit_bytes(config, ["a"], cpus=1) == 1024 * MB // 8  # in this process: 128 MB
-    assert unit_bytes(config, ["a"], cpus=4096) == AUTO_MIN_BYTES  # a small input on a big cluster
-    dump = [f"w{index}" for index in range(90_000)]  # a Common Crawl dump: 90,000 WARCs of 1 GB
+    assert unit_bytes(config, [1 << 30], cpus=16) == 1024 * MB // 128  # 1 GB over 8 x 16 workers: 8 MB
+    assert unit_bytes(config, [1 << 30], cpus=1) == 1024 * MB // 8  # in this process: 128 MB
+    assert unit_bytes(config, [1 << 30], cpus=4096) == AUTO_MIN_BYTES  # a small input on a big cluster
+    dump = [1 << 30] * 90_000  # a Common Crawl dump: 90,000 WARCs of 1 GB
     assert unit_bytes(config, dump, cpus=1000) == AUTO_MAX_BYTES  # one unit per WARC, not millions
 
 

@@ -160,8 +160,9 @@ def test_s3_objects_are_listed_planned_and_read_by_range(warc, s3_query):
     with target.filesystem.open_output_stream(target.path, compression=None) as out:
         out.write(warc.read_bytes())
     listed, failures = list_uris([f"s3://{BUCKET}/inputs/*.warc.gz?{s3_query}"])
-    assert not failures and listed == [f"s3://{BUCKET}/inputs/{NAME}?{s3_query}"]
-    units = plan_file(listed[0], "warc", MB)
+    assert not failures and list(listed) == [f"s3://{BUCKET}/inputs/{NAME}?{s3_query}"]
+    assert listed[f"s3://{BUCKET}/inputs/{NAME}?{s3_query}"]["bytes"] == warc.stat().st_size  # sized by the listing
+    units = plan_file(next(iter(listed)), "warc", MB)
     local = plan_file(str(warc), "warc", MB)
     assert spans(units) == spans(local) and len(units) == 9
     assert units[0].id.startswith(NAME) and s3_query not in units[0].id

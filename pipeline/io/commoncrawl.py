@@ -50,11 +50,13 @@ def file_location(base_url: str, path: str) -> str:
     return location[len("file://"):] if location.startswith("file://") else location
 
 
-def resolve(config) -> tuple[list[str], dict[str, str]]:
-    """(the locations of the selected files, read in place; {path: error} of those whose size could not be read).
+def resolve(config) -> tuple[dict[str, dict], dict[str, str]]:
+    """({location: size, modification time and layout} of the selected files, read in place; {path: error} of those
+    whose size could not be read).
 
     Only the manifest is downloaded (into the cache); the files are probed for their size (a HEAD request each,
-    `parallel_downloads` at a time), and the workers read their units' byte ranges."""
+    `parallel_downloads` at a time), and the workers read their units' byte ranges. Their layout is Common Crawl's:
+    one gzip member per record, so planning reads none of their bytes."""
     root = cache_root(config.cache_dir)
     manifest = fetch_uri(f"{config.base_url.rstrip('/')}/{manifest_path(config.crawl, config.kind)}",
                          root / manifest_path(config.crawl, config.kind), config.retries)
@@ -66,15 +68,15 @@ def resolve(config) -> tuple[list[str], dict[str, str]]:
     paths = select_paths(lines, config.segments, config.sample, config.limit, config.seed)
     failures: dict[str, str] = {}
 
-    def one(path: str) -> str | None:
+    def one(path: str) -> tuple[str, dict] | None:
         location = file_location(config.base_url, path)
         try:
-            input_fingerprint(location, config.retries)
+            fingerprint = input_fingerprint(location, config.retries)
         except OSError as exc:
             failures[path] = str(exc)
             return None
-        return location
+        return location, {**fingerprint, "layout": "gzip_members"}
 
     with ThreadPoolExecutor(max_workers=config.parallel_downloads) as pool:
-        found = [location for location in pool.map(one, paths) if location is not None]
+        found = dict(entry for entry in pool.map(one, paths) if entry is not None)
     return found, failures

@@ -31,13 +31,13 @@ _JSON_DOCUMENT_SUFFIXES = (".json", ".json.gz", ".json.gzip")
 _OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 
 
-def input_use(path: str, named: bool) -> tuple[Use, str]:
+def input_use(path: str, named: bool, size: int | None = None) -> tuple[Use, str]:
     """How a run uses an input file, and why it skips one ("" unless skipped). `named`: the file was given by its
-    own path in input.paths, not found through a folder or glob."""
+    own path in input.paths, not found through a folder or glob; `size`, when known already."""
     reason = "" if named else skip_reason(path)
     if reason:
         return "skipped", reason
-    return ("empty", "") if input_size(path) == 0 else ("read", "")
+    return ("empty", "") if (input_size(path) if size is None else size) == 0 else ("read", "")
 
 
 def skip_reason(path: str) -> str:

@@ -63,10 +63,11 @@ def _glob_root(uri: str) -> str:
     return head[: head.rindex("/") + 1] if "/" in head.split("://", 1)[1] else head
 
 
-def list_uris(uris: list[str], tries: int = 5) -> tuple[list[str], dict[str, str]]:
-    """(every file the URIs name, as URIs read in place or local paths; {uri: error} for what could not be listed,
-    or whose size could not be read). Nothing is downloaded: the workers read their units' byte ranges."""
-    files, failures = [], {}
+def list_uris(uris: list[str], tries: int = 5) -> tuple[dict[str, dict], dict[str, str]]:
+    """({file: its size and modification time} of every file the URIs name, as URIs read in place or local paths;
+    {uri: error} for what could not be listed, or whose size could not be read). Nothing is downloaded: the workers
+    read their units' byte ranges."""
+    files, failures = {}, {}
     for uri in uris:
         try:
             found = expand_uri(uri)
@@ -77,11 +78,9 @@ def list_uris(uris: list[str], tries: int = 5) -> tuple[list[str], dict[str, str
             failures[uri] = f"{uri}: matches no file"
         for file_uri in found:
             try:
-                input_fingerprint(file_uri, tries)
+                files[file_uri] = input_fingerprint(file_uri, tries)
             except OSError as exc:
                 failures[file_uri] = str(exc)
-            else:
-                files.append(file_uri)
     return files, failures
 
 

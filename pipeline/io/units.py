@@ -16,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Iterator, Literal
 
-from pipeline.io.archive_reader import MemberSpan, ReadOptions, probe_layout, read_archive
+from pipeline.io.archive_reader import Layout, MemberSpan, ReadOptions, probe_layout, read_archive
 from pipeline.io.gzip_members import ConcatenatedGzipReader, is_gzip
 from pipeline.io.ranged import input_size, is_remote, open_input, plain_location
 from pipeline.io.record_framing import looks_like_record_start
@@ -110,19 +110,24 @@ def detect_format(path: str) -> Format:
     return format_by_name(path) or sniff_format(path) or "warc"
 
 
-def plan_file(path: str, fmt: Format, unit_bytes: int) -> list[Unit]:
-    """The units of one file (a path or a URI: planning reads its size and first bytes, no more)."""
-    size = input_size(path)
-    with open_input(path) as fh:
-        if fmt == "warc":
-            layout = probe_layout(fh)
-            ranges = _byte_ranges(size, unit_bytes) if layout == "gzip_members" else [(0, size)]
-        elif fmt == "jsonl":
-            layout = "gzip" if is_gzip(fh) else "plain"
-            ranges = _byte_ranges(size, unit_bytes) if layout == "plain" else [(0, size)]
-        else:
-            layout = "row_groups"
-            ranges = _row_group_ranges(parquet_row_group_sizes(fh), unit_bytes)
+def plan_file(path: str, fmt: Format, unit_bytes: int, size: int | None = None,
+              layout: Layout | None = None) -> list[Unit]:
+    """The units of one file (a path or a URI: planning reads its size and first bytes, no more; neither when the
+    caller knows them, as for Common Crawl's archives, whose records are one gzip member each)."""
+    size = input_size(path) if size is None else size
+    if fmt == "warc" and layout is not None:
+        ranges = _byte_ranges(size, unit_bytes) if layout == "gzip_members" else [(0, size)]
+    else:
+        with open_input(path) as fh:
+            if fmt == "warc":
+                layout = probe_layout(fh)
+                ranges = _byte_ranges(size, unit_bytes) if layout == "gzip_members" else [(0, size)]
+            elif fmt == "jsonl":
+                layout = "gzip" if is_gzip(fh) else "plain"
+                ranges = _byte_ranges(size, unit_bytes) if layout == "plain" else [(0, size)]
+            else:
+                layout = "row_groups"
+                ranges = _row_group_ranges(parquet_row_group_sizes(fh), unit_bytes)
     tag = _file_tag(path)
     return [Unit(f"{tag}-{k:04d}", path, fmt, layout, start, end) for k, (start, end) in enumerate(ranges)]
 
