@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Iterable
 from pipeline.config import ConfigError, RunConfig
 from pipeline.global_stages import (IN_PROCESS_GLOBAL_STAGES, clear_stale, current_stages, documents_digest,
                                     run_global_stages, stage_tally)
+from pipeline.io.ranged import NODE_VARIABLE
 from pipeline.io.storage import storage_path
 from pipeline.io.units import Unit
 from pipeline.plan import (boundary_fixes, check_inputs, configured_files, files_read, input_report, load_plan,
@@ -138,6 +139,9 @@ class UnitActor:
     error, so that the runner stops giving it units."""
 
     def __init__(self, config: dict, run_dir: str, fence: dict):
+        import ray
+
+        os.environ[NODE_VARIABLE] = ray.get_runtime_context().get_node_id()  # says where it reads from, per request
         try:
             self.worker: UnitWorker | None = UnitWorker(RunConfig.for_worker(config), storage_path(run_dir),
                                                         Fence(**fence))
@@ -158,6 +162,10 @@ class UnitActor:
             self.worker.process(unit, report=report)
         except Exception as exc:
             return _error_text(exc)
+        return ""
+
+    def ready(self) -> str:
+        """Answers once the actor is built: after a restart, on whichever node Ray placed it."""
         return ""
 
     def close(self) -> None:
@@ -209,15 +217,15 @@ def run_pipeline(
 
 def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None, progress: RunProgress) -> RunResult:
     generated = _demo_crawl_files(config, run)
-    crawl_files, download_failures = _remote_files(config)
-    generated += crawl_files
+    listed, download_failures = _remote_files(config)
+    generated += list(listed)
     saved_plan = run.saved_plan() if opened.resuming else None
     if saved_plan is not None:
         units, inputs = load_plan(saved_plan)
         check_inputs(inputs)
         in_process = _runs_in_process(config, address, {unit.path for unit in units})
     else:
-        inputs = plan_inputs(config, generated, run.root)
+        inputs = plan_inputs(config, generated, run.root, listed)
         in_process = _runs_in_process(config, address, files_read(inputs))
     failed: dict[str, str] = {f"download {path}": error for path, error in download_failures.items()}
     failed_stages: dict[str, str] = {}
@@ -333,10 +341,10 @@ def _within_budget(failed: dict[str, str], units: int, max_failed_share: float) 
     return not failed or (max_failed_share > 0 and len(failed) <= max_failed_share * max(units, 1))
 
 
-def _remote_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
-    """The configured Common Crawl files and input URIs, listed (read in place by the workers, never downloaded
-    here), and the files that could not be listed or sized (reported as failed input, like a failed unit: the run
-    exits 1 and the same command tries them again)."""
+def _remote_files(config: RunConfig) -> tuple[dict[str, dict], dict[str, str]]:
+    """The configured Common Crawl files and input URIs, listed with their sizes (read in place by the workers,
+    never downloaded here), and the files that could not be listed or sized (reported as failed input, like a
+    failed unit: the run exits 1 and the same command tries them again)."""
     from pipeline.io.commoncrawl import resolve
     from pipeline.io.download import DownloadError
     from pipeline.io.remote import is_uri, list_uris
@@ -347,7 +355,7 @@ def _remote_files(config: RunConfig) -> tuple[list[str], dict[str, str]]:
             crawl_files, crawl_failures = resolve(config.input.commoncrawl)
         except DownloadError as exc:  # no manifest: nothing to plan
             raise ConfigError(f"input.commoncrawl: {exc}") from None
-        files, failures = files + crawl_files, {**failures, **crawl_failures}
+        files, failures = {**files, **crawl_files}, {**failures, **crawl_failures}
     return files, failures
 
 
@@ -419,13 +427,15 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
     """Process units on the connected Ray (or in this process) with the prepared config; returns {unit id: error}
     for failed units. Raises WorkerSetupError when no worker can build the stages.
 
-    Retries are the runner's, not Ray's: a unit whose worker dies is tried again on the restarted worker up to
-    UNIT_RETRIES times, and a unit still running after ray.unit_timeout_s has its worker killed and is tried once
-    more (TIMEOUT_RETRIES); then it fails by name."""
+    Retries are the runner's, not Ray's: a unit whose worker dies (its process, or its whole node) is handed to the
+    next free worker, up to UNIT_RETRIES times, and a unit still running after ray.unit_timeout_s has its worker
+    killed and is tried once more (TIMEOUT_RETRIES); then it fails by name. A dead worker takes units again once Ray
+    has restarted it (on another node, if its own is gone); until then it holds none."""
     if in_process:
         return _process_units_in_process(units, config, run, progress)
     import ray
     from ray.exceptions import RayActorError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ProgressBoard, RemoteUnitActor = _ray_classes()
     settings = config["ray"]
@@ -435,8 +445,10 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
     requests = {"num_cpus": per_worker}
     if settings.get("memory_mb_per_worker"):
         requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
-    # The board only feeds the progress line: without one, no actor (a process) and no call per batch.
-    board = ProgressBoard.remote() if progress.enabled else None
+    # The board only feeds the progress line: without one, no actor (a process) and no call per batch. It lives on
+    # the driver's node, which a run outlives no more than its driver.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    board = ProgressBoard.options(scheduling_strategy=here).remote() if progress.enabled else None
     run_dir = str(run.root.resolve())
     actors = [RemoteUnitActor.options(**requests).remote(config, run_dir, fence.to_dict()) for _ in range(workers)]
     queue = list(reversed(units))  # popped from the end: units start in plan order
@@ -453,24 +465,39 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
     if board is not None:
         poller.start()
     limit_s = settings["unit_timeout_s"]
+    idle = list(actors)  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
+    restarting: dict = {}  # ready() ref -> an actor whose process died, until Ray has it running again
+    restarts: Counter = Counter()  # actor -> times its restart failed
     try:
-        idle = list(actors)  # one unit in flight per actor: an idle actor gets the next unit as soon as it is free
         while queue or running:
             while queue and idle:
                 unit, actor = queue.pop(), idle.pop()
                 running[actor.process.remote(json.dumps(unit.to_dict()), board)] = (unit, actor, time.monotonic())
-            if not running:  # units left, and no worker that can take them
+            if not running and not restarting:  # units left, and no worker that can take them
                 raise WorkerSetupError(f"no worker could build the stages; the first said: "
-                                       f"{setup_errors[0].removeprefix(SETUP_FAILED)}")
+                                       f"{setup_errors[0].removeprefix(SETUP_FAILED)}" if setup_errors else
+                                       "every worker died and could not be restarted")
             deadlines = [started + limit_s for ref, (_, _, started) in running.items() if ref not in killed]
             wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+            ready, _ = ray.wait(list(running) + list(restarting), num_returns=1, timeout=wait_s)
             if not ready:  # a unit ran past the limit: its worker is killed (Ray restarts it), the unit comes back
                 now = time.monotonic()
                 for ref, (unit, actor, started) in running.items():
                     if ref not in killed and now - started >= limit_s:
                         killed.add(ref)
                         ray.kill(actor, no_restart=False)
+                continue
+            if ready[0] in restarting:
+                actor = restarting.pop(ready[0])
+                try:
+                    ray.get(ready[0])
+                    idle.append(actor)
+                except RayActorError:  # died again while starting: wait for the next restart, a few times
+                    restarts[actor] += 1
+                    if restarts[actor] <= UNIT_RETRIES:
+                        restarting[actor.ready.remote()] = actor
+                    else:
+                        ray.kill(actor)
                 continue
             unit, actor, _ = running.pop(ready[0])
             try:
@@ -479,13 +506,13 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
                 retried = timeouts if ready[0] in killed else deaths
                 retried[unit.id] += 1
                 if retried[unit.id] <= (TIMEOUT_RETRIES if retried is timeouts else UNIT_RETRIES):
-                    queue.append(unit)
+                    queue.append(unit)  # for the next free worker, not necessarily this one
                 else:
                     failed[unit.id] = (_timeout_error(unit, limit_s, timeouts[unit.id]) if retried is timeouts else
                                        f"WorkerDied: the worker process died on this unit {deaths[unit.id]} times: "
                                        f"{exc}")
                     done[0] += 1
-                idle.append(actor)  # restarted by Ray
+                restarting[actor.ready.remote()] = actor
                 continue
             if error.startswith(SETUP_FAILED):  # not the unit's fault: another worker takes it; this one stops
                 setup_errors.append(error)
@@ -500,8 +527,9 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
         stop.set()
         if board is not None:
             poller.join()
-            _show_documents(progress, ray.get(board.totals.remote()), done[0])
-        _stop_actors(actors)
+            _show_documents(progress, _board_totals(board), done[0])
+        # the idle and busy ones stop their child processes first; one still restarting has none
+        _stop_actors(idle + [actor for _, actor, _ in running.values()], list(restarting.values()))
         if board is not None:
             ray.kill(board)
     _wait_for_idle_cpus()
@@ -554,8 +582,9 @@ def _process_units_in_process(units: list[Unit], config: dict, run: RunDir, prog
     return failed
 
 
-def _stop_actors(actors: list) -> None:
-    """Let each actor stop its child processes, then end it, so that its CPUs are free for the next step."""
+def _stop_actors(actors: list, restarting: list) -> None:
+    """Let each running actor stop its child processes, then end it and those still restarting, so that their CPUs
+    are free for the next step."""
     import ray
 
     closing = [actor.close.remote() for actor in actors]
@@ -563,7 +592,7 @@ def _stop_actors(actors: list) -> None:
         ray.get(closing, timeout=30)
     except Exception:  # a dead or stuck actor is killed below all the same
         pass
-    for actor in actors:
+    for actor in actors + restarting:
         ray.kill(actor)
 
 
@@ -580,14 +609,24 @@ def _wait_for_idle_cpus(timeout_s: float = 30.0) -> None:
 
 
 def _poll_progress(board, progress: RunProgress, done: list[int], stop: threading.Event) -> None:
-    import ray
-
     while not stop.wait(PROGRESS_INTERVAL_S):
-        _show_documents(progress, ray.get(board.totals.remote()), done[0])
+        _show_documents(progress, _board_totals(board), done[0])
 
 
-def _show_documents(progress: RunProgress, stages: list[dict], units_done: int) -> None:
-    progress.update(units_done, documents_detail(stages, progress.phase_seconds()))
+def _board_totals(board) -> list[dict] | None:
+    """The board's running sums; none when the board is gone with its node (the progress line then counts units
+    only: the run's own counts are the markers')."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    try:
+        return ray.get(board.totals.remote())
+    except RayActorError:
+        return None
+
+
+def _show_documents(progress: RunProgress, stages: list[dict] | None, units_done: int) -> None:
+    progress.update(units_done, "" if stages is None else documents_detail(stages, progress.phase_seconds()))
 
 
 def print_result(result: RunResult) -> None:

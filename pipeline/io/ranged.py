@@ -7,7 +7,7 @@ layout costs kilobytes), then larger ones for sequential reading. Network failur
 timeouts, a body cut short, HTTP 5xx, 408 and 429) are retried a bounded number of times with exponential backoff and
 jitter, or after the server's Retry-After; a retry asks only for the bytes not yet received. Other answers (404, 403)
 fail at once. Either way the error names the URI, the byte range and the HTTP status. Every request carries
-`X-Ccpipeline-Reader: <host>:<pid>`, saying which process read.
+`X-Ccpipeline-Reader: <host>:<pid>` (with ` node=<Ray node id>` in a Ray worker), saying which process read.
 
 Object stores go through pyarrow's filesystems (their own retries), with the URI's query as filesystem options, as
 in pipeline/io/storage.py.
@@ -29,6 +29,7 @@ from typing import BinaryIO, Callable, TypeVar
 from pipeline.io.storage import storage_path
 
 READER_HEADER = "X-Ccpipeline-Reader"
+NODE_VARIABLE = "CCPIPELINE_RAY_NODE"  # set by the runner in its Ray workers: the node's id, for READER_HEADER
 HTTP_SCHEMES = ("http://", "https://")
 STORE_SCHEMES = ("s3://", "gs://", "gcs://")
 TRIES = 5
@@ -223,7 +224,8 @@ def with_retries(what: str, attempt: Callable[[], T], tries: int = TRIES) -> T:
 
 
 def reader_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    node = os.environ.get(NODE_VARIABLE)
+    return f"{socket.gethostname()}:{os.getpid()}" + (f" node={node}" if node else "")
 
 
 def _request(url: str, method: str = "GET", headers: dict | None = None) -> urllib.request.Request:
