@@ -328,10 +328,19 @@ def _demo_crawl_files(config: RunConfig, run: RunDir) -> list[str]:
         directory = Path(demo.directory)
     elif isinstance(run.root, Path):
         directory = run.root / "demo-crawl"
-    else:  # the demo's input is local files: beside the run's cached downloads, not in the object store
+    else:  # generated into this machine's cache, then put in the run directory, which every node reads
+        from pipeline.io.atomic import atomic_write_bytes
         from pipeline.io.download import cache_base
 
         directory = cache_base() / "demo-crawl" / f"{demo.pages}-{demo.files}-{demo.seed}"
+        write_demo_labels(directory, seed=demo.seed)
+        stored = []
+        for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed):
+            target = run.root / "demo-crawl" / path.name
+            if not target.exists():  # the same seed writes the same bytes: a resumed run finds them there
+                atomic_write_bytes(target, path.read_bytes())
+            stored.append(str(target))
+        return stored
     write_demo_labels(directory, seed=demo.seed)
     return [str(path) for path in write_demo_crawl(directory, pages=demo.pages, files=demo.files, seed=demo.seed)]
 

@@ -232,3 +232,24 @@ def test_one_run_at_a_time_on_an_object_store_with_a_lease(s3_query, monkeypatch
     with pytest.raises(RunFenced, match="another run holds it now"):
         first.fence.check()  # the first run's workers write nothing more
     second.release()
+
+
+def test_a_demo_run_on_an_object_store_reads_its_crawl_from_the_run_directory(tmp_path, s3_query):
+    """The demo crawl of a run on a store is put into <run>/demo-crawl, so that workers on any node read it there
+    (not in the driver's cache); its documents are those of the same demo on local disk."""
+    from pipeline.plan import load_plan
+    from pipeline.run_dir import RunDir
+
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump({"name": "demo", "input": {"demo_crawl": {"pages": 40, "files": 2}},
+                                      "stages": ["extract"], "ray": {"in_process_max_mb": 0}}))
+    env = {**os.environ, **CREDENTIALS, "RAY_USAGE_STATS_ENABLED": "0", "CCPIPELINE_CACHE": str(tmp_path / "cache")}
+    remote = s3(s3_query, "runs/demo")
+    _run(config, str(remote), env)
+    _run(config, str(tmp_path / "local"), env)
+    assert json.loads((remote / "stats" / "summary.json").read_text())["executor"] == "ray"
+    assert sorted(entry.name for entry in (remote / "demo-crawl").iterdir()) == [
+        "demo-crawl-00000.warc.gz", "demo-crawl-00001.warc.gz"]
+    units, _ = load_plan(RunDir(remote).saved_plan())
+    assert units and all(unit.path.startswith(f"s3://{BUCKET}/runs/demo/demo-crawl/") for unit in units)
+    assert _ids(remote / "documents") == _ids(tmp_path / "local" / "documents") != []
