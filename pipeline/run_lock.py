@@ -112,12 +112,15 @@ class Fence:
             raise RunFenced(f"the driver of this run (pid {self.pid}) is gone: results not written")
         from pipeline.io.storage import storage_path
 
+        unread = ""
         try:
             holder = _read_holder(storage_path(self.lock).read_bytes())
-        except OSError:
+        except FileNotFoundError:
             holder = None
+        except OSError as exc:  # a worker without the store's credentials, say: say so, not "gone"
+            holder, unread = None, f"its lock {self.lock} cannot be read here ({exc})"
         if holder is None or holder.epoch != self.epoch:
-            taken = f"another run holds it now ({holder.describe()})" if holder else "its lock is gone"
+            taken = (f"another run holds it now ({holder.describe()})" if holder else unread or "its lock is gone")
             raise RunFenced(f"this run no longer owns its run directory: {taken}; results not written")
 
     def to_dict(self) -> dict:
