@@ -57,7 +57,7 @@ class TextFieldsConfig(Strict):
 
 
 class CommonCrawlInput(Strict):
-    """Files of a Common Crawl crawl, picked from its paths manifest and cached locally."""
+    """Files of a Common Crawl crawl, picked from its paths manifest and read where they are, by byte range."""
 
     crawl: str = Field(pattern=r"^CC-MAIN-\d{4}-\d{2}$", description="Crawl id, e.g. CC-MAIN-2024-51.")
     kind: Literal["warc", "wet"] = Field("warc", description="warc: raw pages (extract them); wet: Common Crawl's "
@@ -69,22 +69,23 @@ class CommonCrawlInput(Strict):
                                  "hash of their path (the same files every time).")
     limit: int | None = Field(None, ge=1, description="At most this many files, the first in manifest order.")
     seed: int = Field(0, ge=0, description="Seed of `sample`.")
-    cache_dir: str | None = Field(None, description="Where downloaded files are kept; default: "
-                                  "$CCPIPELINE_CACHE/commoncrawl (~/.cache/ccpipeline/commoncrawl).")
-    parallel_downloads: int = Field(4, ge=1, description="Files downloaded at once.")
-    retries: int = Field(5, ge=1, description="Attempts per file; each retry resumes with an HTTP range request.")
+    cache_dir: str | None = Field(None, description="Where the paths manifest is kept (the one file downloaded); "
+                                  "default: $CCPIPELINE_CACHE/commoncrawl (~/.cache/ccpipeline/commoncrawl).")
+    parallel_downloads: int = Field(4, ge=1, description="Files sized (HEAD requests) at once while planning.")
+    retries: int = Field(5, ge=1, description="Attempts at the manifest and at each file's size while planning "
+                         "(workers retry their byte ranges on their own).")
 
 
 class InputConfig(Strict):
     """What to read: files, or the generated demo crawl."""
 
     paths: list[str] = Field(default_factory=list, description="Files, globs (** allowed) or directories; or "
-                             "URIs (https://, s3://bucket/prefix/*.warc.gz, gs://, file://), fetched into the cache. "
+                             "URIs (https://, s3://bucket/prefix/*.warc.gz, gs://, file://), read in place by byte range. "
                              "A folder or glob reads only data files (by extension and first bytes) and lists the "
                              "others as skipped; a file named by its own path is always read.")
     demo_crawl: DemoCrawlInput | None = Field(None, description="Generate and read the demo crawl.")
-    commoncrawl: CommonCrawlInput | None = Field(None, description="Download and read files of a Common Crawl "
-                                                 "crawl.")
+    commoncrawl: CommonCrawlInput | None = Field(None, description="Read files of a Common Crawl crawl "
+                                                 "where they are.")
     format: Literal["auto", "warc", "jsonl", "parquet"] = Field(
         "auto", description="auto: by file name, then by content. warc covers ARC, WARC/0.17, WET."
     )
