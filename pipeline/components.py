@@ -1,0 +1,87 @@
+"""Connected components of an edge table that never leaves Ray: alternating large-star and small-star steps
+(stages/star_components.py), each a shuffle of the edges by one endpoint into `partitions` groups. The driver holds
+the dataset handles and one number per step, the edges that changed; the result is a dataset of (vertex, root)
+edges, root being the smallest vertex of the component, with every non-root vertex once. The caller picks Ray
+Data's shuffle strategy (dedup_runner sets the sort-based pull shuffle, which starts no aggregator actors).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from stages.star_components import both_ends, large_star, oriented, small_star
+
+if TYPE_CHECKING:
+    import ray.data
+
+# Keys share their high bits (a document key is part << 32 | row): mix them before taking a partition.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+MAX_ROUNDS = 200  # far above what the logarithmic bound allows for any realistic graph: a guard, not a limit
+
+
+def partition_of(vertices: np.ndarray, partitions: int) -> np.ndarray:
+    return (((vertices * _MIX) >> np.uint64(32)) % np.uint64(partitions)).astype(np.int64)
+
+
+def _large_star_rows(batch: dict, partitions: int) -> dict:
+    centres, neighbours = both_ends(batch["larger"], batch["smaller"])
+    return {"centre": centres, "neighbour": neighbours, "partition": partition_of(centres, partitions)}
+
+
+def _small_star_rows(batch: dict, partitions: int) -> dict:
+    return {"centre": batch["larger"], "neighbour": batch["smaller"],
+            "partition": partition_of(batch["larger"], partitions)}
+
+
+def _step_output(step: Callable) -> Callable[[dict], dict]:
+    def run(group: dict) -> dict:
+        larger, smaller, changed = step(group["centre"], group["neighbour"])
+        counts = np.zeros(len(larger), dtype=np.int64)
+        if len(counts):
+            counts[0] = changed  # the partition's count rides on its first edge: summed by the driver
+        return {"larger": larger, "smaller": smaller, "changed": counts}
+    return run
+
+
+_LARGE, _SMALL = _step_output(large_star), _step_output(small_star)
+
+
+def _step(edges: ray.data.Dataset, rows: Callable, step: Callable, partitions: int,
+          options: dict) -> tuple[ray.data.Dataset, int]:
+    stepped = (edges.map_batches(rows, fn_kwargs={"partitions": partitions}, batch_format="numpy", **options)
+               .groupby("partition", num_partitions=partitions).map_groups(step, batch_format="numpy", **options)
+               .materialize())
+    return stepped, int(stepped.sum("changed") or 0)
+
+
+def star_components(edges: ray.data.Dataset, partitions: int, options: dict | None = None,
+                    rounds_seen: Callable[[int, int], None] | None = None) -> tuple[ray.data.Dataset, int]:
+    """(the (larger = vertex, smaller = root) edges of every non-root vertex, rounds taken) for a dataset of edges
+    with columns `larger` and `smaller` (uint64; either orientation, self-loops ignored). `rounds_seen(round,
+    changed)` hears each round's count of changed edges."""
+    options = options or {}
+    current = edges.map_batches(lambda batch: dict(zip(("larger", "smaller"),
+                                                       oriented(batch["larger"], batch["smaller"]))),
+                                batch_format="numpy", **options)
+    for number in range(1, MAX_ROUNDS + 1):
+        current, large_changed = _step(current, _large_star_rows, _LARGE, partitions, options)
+        current, small_changed = _step(current, _small_star_rows, _SMALL, partitions, options)
+        if rounds_seen is not None:
+            rounds_seen(number, large_changed + small_changed)
+        if large_changed + small_changed == 0:
+            return current.select_columns(["larger", "smaller"]), number
+    raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
+
+
+def star_components_local(larger: np.ndarray, smaller: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The same steps on one partition in this process (every vertex's edges are in it): for small graphs and for
+    measuring rounds without a shuffle."""
+    larger, smaller = oriented(larger, smaller)
+    for number in range(1, MAX_ROUNDS + 1):
+        larger, smaller, large_changed = large_star(*both_ends(larger, smaller))
+        larger, smaller, small_changed = small_star(larger, smaller)
+        if large_changed + small_changed == 0:
+            return larger, smaller, number
+    raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
