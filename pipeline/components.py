@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from stages.dedup_graph import keep_best, member_attributes
 from stages.star_components import both_ends, large_star, oriented, small_star
 
 if TYPE_CHECKING:
@@ -85,3 +86,45 @@ def star_components_local(larger: np.ndarray, smaller: np.ndarray) -> tuple[np.n
         if large_changed + small_changed == 0:
             return larger, smaller, number
     raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
+
+
+def _member_rows(batch: dict, partitions: int) -> dict:
+    """Both ends of each star edge as a member row (key, root): the vertex, and the root as its own."""
+    keys = np.concatenate([batch["larger"], batch["smaller"]])
+    zeros = np.zeros(len(keys), dtype=np.uint64)
+    return {"key": keys, "root": np.concatenate([batch["smaller"], batch["smaller"]]), "length": zeros.astype(np.int64),
+            "text_hash": zeros, "is_member": np.ones(len(keys), dtype=bool), "partition": partition_of(keys, partitions)}
+
+
+def _document_rows(batch: dict, partitions: int) -> dict:
+    keys = batch["key"]
+    return {"key": keys, "root": np.zeros(len(keys), dtype=np.uint64), "length": batch["length"].astype(np.int64),
+            "text_hash": batch["text_hash"], "is_member": np.zeros(len(keys), dtype=bool),
+            "partition": partition_of(keys, partitions)}
+
+
+def _attached(group: dict) -> dict:
+    keys, roots, lengths, hashes = member_attributes(group["key"], group["is_member"], group["root"],
+                                                     group["length"], group["text_hash"])
+    return {"key": keys, "root": roots, "length": lengths, "text_hash": hashes}
+
+
+def _kept(group: dict) -> dict:
+    keys, roots, kept, exact = keep_best(group["root"], group["key"], group["length"], group["text_hash"])
+    return {"key": keys, "cluster": roots, "kept": kept, "exact": exact}
+
+
+def cluster_members(stars: ray.data.Dataset, documents: ray.data.Dataset, partitions: int,
+                    options: dict | None = None) -> ray.data.Dataset:
+    """(key, cluster, kept, exact) of every document in a cluster of two or more, from the star edges and the
+    documents' (key, length, text_hash) rows: a join by key (one shuffle of members and documents together), then
+    the keep rule per cluster (a shuffle by root). A cluster is named by its root, its smallest key."""
+    options = options or {}
+    members = stars.map_batches(_member_rows, fn_kwargs={"partitions": partitions}, batch_format="numpy", **options)
+    rows = documents.map_batches(_document_rows, fn_kwargs={"partitions": partitions}, batch_format="numpy",
+                                 **options)
+    attached = members.union(rows).groupby("partition", num_partitions=partitions).map_groups(
+        _attached, batch_format="numpy", **options)
+    by_root = attached.map_batches(lambda batch: {**batch, "partition": partition_of(batch["root"], partitions)},
+                                   batch_format="numpy", **options)
+    return by_root.groupby("partition", num_partitions=partitions).map_groups(_kept, batch_format="numpy", **options)

@@ -102,3 +102,36 @@ def connected_components(
     best = np.lexsort((members, -lengths.astype(np.int64), cluster))
     first_of_cluster = np.flatnonzero(np.concatenate(([True], cluster[best][1:] != cluster[best][:-1])))
     return Clusters(members, cluster, members[best][first_of_cluster])
+
+
+def member_attributes(keys: np.ndarray, is_member: np.ndarray, roots: np.ndarray, lengths: np.ndarray,
+                      text_hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join, within one shuffle partition by key, the member rows (key, root: one per star edge end, so a root comes
+    several times) with the document rows (key, length, text hash): (key, root, length, text hash) of each member,
+    sorted by key. Documents in no cluster are dropped here."""
+    member_keys, first = np.unique(keys[is_member], return_index=True)
+    member_roots = roots[is_member][first]
+    documents = ~is_member
+    order = np.argsort(keys[documents], kind="stable")
+    document_keys_sorted = keys[documents][order]
+    at = np.searchsorted(document_keys_sorted, member_keys)
+    if len(member_keys) and (at.max() >= len(document_keys_sorted)
+                             or not np.array_equal(document_keys_sorted[at], member_keys)):
+        raise ValueError("a duplicate-graph vertex has no document row")
+    rows = order[at]
+    return member_keys, member_roots, lengths[documents][rows], text_hashes[documents][rows]
+
+
+def keep_best(roots: np.ndarray, keys: np.ndarray, lengths: np.ndarray,
+              text_hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the members of whole clusters (grouped by root): (key, root, kept key, exact) per member, sorted by root
+    then best first. The kept member is the best (the longest, then the first in input order: the keep rule above);
+    `exact`: the member's normalised text equals the kept one's (exact_duplicate rather than near_duplicate)."""
+    if not len(roots):
+        return keys, roots, keys, np.empty(0, dtype=bool)
+    order = np.lexsort((keys, -lengths.astype(np.int64), roots))
+    roots, keys, text_hashes = roots[order], keys[order], text_hashes[order]
+    starts = np.flatnonzero(np.concatenate(([True], roots[1:] != roots[:-1])))
+    sizes = np.diff(np.append(starts, len(roots)))
+    kept = np.repeat(keys[starts], sizes)
+    return keys, roots, kept, text_hashes == np.repeat(text_hashes[starts], sizes)

@@ -11,7 +11,8 @@ import pytest
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.components import star_components, star_components_local
+from pipeline.components import cluster_members, star_components, star_components_local
+from stages.dedup_graph import connected_components as scipy_clusters
 
 
 def random_graph(seed: int, vertices: int, edges: int, chains: int = 0,
@@ -80,14 +81,21 @@ def test_a_star_of_stars_and_isolated_edges_converge():
     assert roots_of(larger, smaller) == scipy_roots(first, second) and rounds <= 4
 
 
-def test_on_ray_the_shuffled_steps_give_the_same_stars_and_rounds(local_ray):
-    """Four partitions, the edges in Ray's object store between steps: the driver hears one count per round."""
-    import pyarrow as pa
-    import ray.data
+@pytest.fixture
+def sort_shuffle(local_ray):
+    """Ray Data's sort-based pull shuffle, as dedup_runner sets it (no aggregator actors to start)."""
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
-    DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED  # as dedup_runner sets it
+    DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    return local_ray
+
+
+def test_on_ray_the_shuffled_steps_give_the_same_stars_and_rounds(sort_shuffle):
+    """Four partitions, the edges in Ray's object store between steps: the driver hears one count per round."""
+    import pyarrow as pa
+    import ray.data
+
     first, second = random_graph(7, vertices=4000, edges=2500, chains=2, chain_length=500)
     edges = ray.data.from_arrow(pa.table({"larger": first, "smaller": second})).repartition(3)
     heard = []
@@ -99,3 +107,30 @@ def test_on_ray_the_shuffled_steps_give_the_same_stars_and_rounds(local_ray):
     assert np.array_equal(table["larger"].to_numpy()[order], expected_larger)
     assert np.array_equal(table["smaller"].to_numpy()[order], expected_smaller)
     assert roots_of(expected_larger, expected_smaller) == scipy_roots(first, second)
+
+
+def test_on_ray_each_member_gets_the_document_the_keep_rule_keeps(sort_shuffle):
+    """Members joined with their documents' lengths and text hashes by key, then the best of each cluster (longest,
+    then smallest key: many equal lengths here) by root: what the in-memory scipy path keeps, for every member."""
+    import pyarrow as pa
+    import ray.data
+
+    first, second = random_graph(11, vertices=3000, edges=2000, chains=2, chain_length=300)
+    first, second = first[first != second], second[first != second]
+    rng = np.random.default_rng(11)
+    keys = np.unique(np.concatenate([first, second, rng.integers(0, 1 << 40, 500).astype(np.uint64)]))
+    lengths = rng.integers(50, 54, len(keys))
+    hashes = rng.integers(0, 3, len(keys)).astype(np.uint64)
+    edges = ray.data.from_arrow(pa.table({"larger": first, "smaller": second})).repartition(3)
+    documents = ray.data.from_arrow(pa.table({"key": keys, "length": lengths, "text_hash": hashes})).repartition(4)
+    stars, _ = star_components(edges, partitions=4)
+    members = cluster_members(stars, documents, partitions=4).to_pandas().sort_values("key")
+    expected = scipy_clusters(first, second, keys, lengths)
+    member_keys = members["key"].to_numpy()
+    assert np.array_equal(member_keys, expected.members)
+    assert np.array_equal(members["kept"].to_numpy(), expected.kept_for(member_keys))
+    hash_of = dict(zip(keys.tolist(), hashes.tolist()))
+    assert members["exact"].tolist() == [hash_of[key] == hash_of[kept] for key, kept in
+                                         zip(member_keys.tolist(), members["kept"].tolist())]
+    roots = scipy_roots(first, second)
+    assert members["cluster"].tolist() == [roots[key] for key in member_keys.tolist()]  # named by smallest key
