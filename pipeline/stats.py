@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from pipeline.io.atomic import atomic_write_files, json_bytes, parquet_bytes
 from pipeline.schema import DROP_REASON, ERROR, ERROR_DETAIL
+from pipeline.tree_reduce import tree_reduce
 
 EXAMPLES_PER_REASON = 3
 READ_STAGE = "read"
@@ -224,11 +225,8 @@ def merge_markers(run_root: str, unit_ids: list[str], submit: Callable | None = 
     plan.batches = len(level)
     if not level:
         return MarkersMerged(), plan
-    while len(level) > 1:
-        level = [submit(combine_merged, *level[start:start + fanout]) for start in range(0, len(level), fanout)]
-        plan.inner_tasks += len(level)
-        plan.rounds += 1
-    return fetch(level[0]), plan
+    root, plan.rounds, plan.inner_tasks = tree_reduce(level, lambda items: submit(combine_merged, *items), fanout)
+    return fetch(root), plan
 
 
 def marker_unit_rows(markers: Iterable[dict]) -> list[dict]:

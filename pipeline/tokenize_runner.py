@@ -33,6 +33,7 @@ from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from pipeline.token_shards import FORMAT, write_manifest
 from pipeline.token_tasks import encode_slice, slices, split_by_shard, write_shard_task
+from pipeline.tree_reduce import tree_reduce
 from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig, shard_count
 from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, train_model, \
     training_lines
@@ -52,11 +53,28 @@ def _parts_dataset(parts: list[str]) -> ray.data.Dataset:
 # --------------------------------------------------------------------------------------------------- tokenizer
 
 
-def _part_bottom_hashes(batch: dict, k: int, seed: int) -> dict:
-    """The k smallest id hashes of one documents part."""
-    ids = read_parquet(str(batch["path"][0]), columns=["id"]).column("id").to_pylist()
-    hashes = id_hashes(ids, seed)
-    return {"hash": hashes[bottom_k(hashes, k)]}
+def _part_bottom_hashes(path: str, k: int, seed: int) -> np.ndarray:
+    """The k smallest id hashes of one documents part (a leaf of the sample's tree)."""
+    hashes = id_hashes(read_parquet(path, columns=["id"]).column("id").to_pylist(), seed)
+    return hashes[bottom_k(hashes, k)]
+
+
+def _merge_bottom_hashes(k: int, *results: np.ndarray) -> np.ndarray:
+    """The k smallest of several parts' k smallest (an inner node of the sample's tree)."""
+    merged = np.concatenate(results)
+    return merged[bottom_k(merged, k)]
+
+
+def sample_threshold(parts: list[str], k: int, seed: int, options: dict) -> tuple[int, int]:
+    """(the largest of the k smallest id hashes of all parts, rounds of merging): one task per part, merged 16 at a
+    time by a tree of tasks (pipeline/tree_reduce.py), so the driver holds one reference per pending result and
+    receives k hashes once, however many parts there are."""
+    leaf = ray.remote(_part_bottom_hashes).options(**options)
+    merge = ray.remote(_merge_bottom_hashes).options(**options)
+    root, rounds, _ = tree_reduce([leaf.remote(path, k, seed) for path in parts],
+                                  lambda results: merge.remote(k, *results))
+    smallest = ray.get(root) if root is not None else np.empty(0, np.uint64)
+    return (int(smallest.max()) if len(smallest) else 0), rounds
 
 
 def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
@@ -88,15 +106,8 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
         model = storage_path(config.model).read_bytes()
         details["copied_from"] = config.model
     else:
-        k = config.sample_documents
-        smallest = np.empty(0, np.uint64)
         step("sample", len(parts), "parts")
-        hashes = _parts_dataset(parts).map_batches(
-            _part_bottom_hashes, fn_kwargs={"k": k, "seed": config.seed}, batch_size=1, batch_format="numpy", **options)
-        for batch in hashes.iter_batches(batch_format="numpy", batch_size=None):
-            merged = np.concatenate([smallest, batch["hash"]])
-            smallest = merged[bottom_k(merged, k)]
-        threshold = int(smallest.max()) if len(smallest) else 0
+        threshold, _ = sample_threshold(parts, config.sample_documents, config.seed, options)
         sample = {"hash": [], "id": [], "text": []}
         sampled = _parts_dataset(parts).map_batches(
             _part_sample, fn_kwargs={"threshold": threshold, "seed": config.seed,

@@ -85,6 +85,22 @@ def test_bottom_k_is_a_uniform_sample_that_ignores_input_order():
     assert {ids[i] for i in bottom_k(id_hashes(ids, seed=4), 2_000)} != chosen
 
 
+def test_the_sample_is_chosen_by_a_tree_of_tasks_not_on_the_driver(tmp_path, local_ray):
+    """40 documents parts: a leaf task per part, then merge tasks 16 at a time, in two rounds (40 -> 3 -> 1); the
+    threshold is the k-th smallest id hash of the whole corpus, as if every hash had been sorted in one place."""
+    from pipeline.tokenize_runner import sample_threshold
+
+    ids, paths = [], []
+    for part in range(40):
+        part_ids = [f"doc-{part}-{row}" for row in range(25)]
+        ids += part_ids
+        paths.append(str(tmp_path / f"part-{part:03d}.parquet"))
+        pq.write_table(pa.table({"id": part_ids, "text": ["x"] * len(part_ids)}), paths[-1])
+    threshold, rounds = sample_threshold(paths, k=60, seed=3, options={"num_cpus": 1})
+    assert threshold == int(np.sort(id_hashes(ids, 3))[59]) and rounds == 2
+    assert sample_threshold(paths[:1], k=2000, seed=3, options={})[0] == int(id_hashes(ids[:25], 3).max())
+
+
 def test_token_dtype_is_uint16_while_the_vocabulary_fits():
     assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
 
