@@ -6,19 +6,21 @@ The plan, with what lives where:
    spills to disk; the driver never holds them.
 2. exact: rows are shuffled by text hash (Ray Data hash shuffle: groupby on a partition of the hash, so that a
    group arrives whole in one call) and each group gives star edges from its best member.
-3. near: rows not already exact duplicates are exploded into (band key, key, length) rows, shuffled the same way,
-   and every bucket holding several documents gives star edges. Optionally each candidate pair's real shingle
-   Jaccard is checked (a second shuffle, keyed by pair) and pairs under the threshold are dropped.
-4. clusters: the edges, and only they, come to the driver: connected components, the best member kept.
-   Driver memory: 16 bytes per edge and about 40 per document in a duplicate cluster; edges are at most
-   bands x (documents in some shared bucket) in the worst case (see docs/architecture.md).
+3. near: rows are exploded into (band key, key, length) rows, shuffled the same way, and every bucket holding
+   several documents gives star edges. Optionally each candidate pair's real shingle Jaccard is checked (a second
+   shuffle, keyed by pair) and pairs under the threshold are dropped (that check still gathers the candidate pairs
+   on the driver).
+4. clusters: connected components of the edges by alternating large-star / small-star steps on Ray
+   (pipeline/components.py: shuffles, the driver counts changed edges per round), then the members joined with
+   their documents' lengths and text hashes and the best of each cluster kept (a shuffle by key, one by cluster).
+   The members (33 bytes each: key, cluster, kept, exact) come to the driver; the edges never do.
 5. filter: one task per part drops the removed rows and writes dedup/documents/part-<name>.parquet, plus the ids of
    cluster members for dedup/clusters.parquet.
-Steps 1-3 and the vertices of step 4 are saved as dedup/_graph.npz: a run that dies after them resumes from there.
+Steps 1-4 are saved as dedup/_graph.npz (the members): a run that dies after them resumes from there.
 
 `in_process=True` (a small run that the runner keeps out of Ray, see RayConfig.in_process_max_mb) runs the same
 functions on the whole input at once in this process: one group per hash instead of one per shuffle partition,
-the same edges, the same clusters, the same output. Ray Data is imported only by the Ray path.
+one partition for the star steps, the same members, the same output. Ray Data is imported only by the Ray path.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
-from stages.dedup_graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
+from stages.dedup_graph import (Clusters, document_keys, keep_best, key_part, key_row, member_attributes,
+                                 star_edges)
+from stages.star_components import oriented
 from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
 
 if TYPE_CHECKING:
@@ -257,12 +261,8 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
                  else _duplicate_graph(config, items, workers, options, step))
         _save_graph(run, parts, graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
-    heads, tails = graph["head"], graph["tail"]
-    vertices = {name: graph[f"vertex_{name}"] for name in ("key", "length", "text_hash")}
-    step("clusters", len(heads), "edges")
-    clusters = connected_components(heads, tails, vertices["key"], vertices["length"])
+    clusters, reasons = _clusters_of(graph)
     removed = clusters.removed
-    reasons = _removal_reasons(removed, clusters, vertices)
     step("filter", len(parts), "parts")
     members = _map_parts(
         _filter_part,
@@ -301,18 +301,38 @@ def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: in
     return {"head": near["head"][good], "tail": near["tail"][good]}
 
 
-def _vertices(batch: dict, involved: np.ndarray) -> dict:
-    """Key, length and text hash of the documents that are in some duplicate pair."""
-    keep = np.isin(batch["key"], involved)
-    return {name: batch[name][keep] for name in ("key", "length", "text_hash")}
+def _clusters_of(graph: dict) -> tuple[Clusters, np.ndarray]:
+    """The clusters of the saved members (sorted by key), numbered in the order of their smallest member (a
+    cluster's root), and the reason of each removed member: exact_duplicate when its normalised text equals the
+    kept one's, else near_duplicate."""
+    keys, kept, exact = graph["member_key"], graph["member_kept"], graph["member_exact"]
+    roots, cluster = np.unique(graph["member_root"], return_inverse=True)
+    kept_of_cluster = np.empty(len(roots), dtype=np.uint64)
+    kept_of_cluster[cluster] = kept
+    is_removed = keys != kept
+    reasons = np.where(exact[is_removed], "exact_duplicate", "near_duplicate").astype(object)
+    return Clusters(keys, cluster.astype(np.int64), kept_of_cluster), reasons
 
 
-def _removal_reasons(removed: np.ndarray, clusters: Clusters, vertices: dict) -> np.ndarray:
-    """exact_duplicate when a removed document's normalised text equals the kept one's, else near_duplicate."""
-    order = np.argsort(vertices["key"])
-    keys, hashes = vertices["key"][order], vertices["text_hash"][order]
-    same = hashes[np.searchsorted(keys, removed)] == hashes[np.searchsorted(keys, clusters.kept_for(removed))]
-    return np.where(same, "exact_duplicate", "near_duplicate").astype(object)
+def _members_in_process(heads: np.ndarray, tails: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
+    """pipeline/components.py's steps on one partition: the star steps, the join with the documents, the keep rule."""
+    from pipeline.components import star_components_local
+
+    larger, smaller, _ = star_components_local(heads, tails)
+    ends = np.concatenate([larger, smaller])
+    is_member = np.concatenate([np.ones(len(ends), dtype=bool), np.zeros(len(rows["key"]), dtype=bool)])
+    attached = member_attributes(np.concatenate([ends, rows["key"]]), is_member,
+                                 np.concatenate([smaller, smaller, np.zeros(len(rows["key"]), dtype=np.uint64)]),
+                                 np.concatenate([np.zeros(len(ends), dtype=np.int64), rows["length"]]),
+                                 np.concatenate([np.zeros(len(ends), dtype=np.uint64), rows["text_hash"]]))
+    keys, roots, lengths, hashes = attached
+    return _sorted_members(*keep_best(roots, keys, lengths, hashes))
+
+
+def _sorted_members(keys: np.ndarray, roots: np.ndarray, kept: np.ndarray, exact: np.ndarray) -> dict:
+    order = np.argsort(keys, kind="stable")
+    return {"member_key": keys[order].astype(np.uint64), "member_root": roots[order].astype(np.uint64),
+            "member_kept": kept[order].astype(np.uint64), "member_exact": exact[order].astype(bool)}
 
 
 def _clusters_table(clusters: Clusters, members: dict, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
@@ -384,16 +404,18 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[
             near = {"head": near["head"][good], "tail": near["tail"][good]}
     heads = np.concatenate([exact["head"], near["head"]])
     tails = np.concatenate([exact["tail"], near["tail"]])
-    vertices = _vertices(rows, np.unique(np.concatenate([heads, tails])))
-    return {"documents": np.array(documents), "partitions": np.array(partitions), "head": heads, "tail": tails,
-            **{f"vertex_{name}": values for name, values in vertices.items()}}
+    return {"documents": np.array(documents), "partitions": np.array(partitions),
+            **_members_in_process(heads, tails, rows)}
 
 
 def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict,
                      step: StepReport = no_steps) -> dict[str, np.ndarray]:
-    """Signatures, the exact and near shuffles, the optional Jaccard check: the duplicate edges, and the key,
-    length and text hash of every document in one."""
+    """Signatures, the exact and near shuffles, the optional Jaccard check, connected components and the keep
+    rule, on Ray: the members of every cluster (key, cluster root, kept key, exact), which alone reach the driver."""
+    import pyarrow as pa
     import ray.data
+
+    from pipeline.components import cluster_members, star_components
 
     rows = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
@@ -403,38 +425,42 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
     documents = rows.count()
     partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, workers)
 
-    exact = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+    edges = [ray.data.from_arrow(pa.table({"head": pa.array([], pa.uint64()), "tail": pa.array([], pa.uint64())}))]
     if config.exact and documents:
         step("exact", documents, "documents")
         hashed = rows.select_columns(["key", "length", "text_hash"]).map_batches(
             lambda b: {**b, "partition": (b["text_hash"] % np.uint64(partitions)).astype(np.int64)},
             batch_format="numpy", **options,
         )
-        exact = _collect_edges(
-            hashed.groupby("partition", num_partitions=partitions).map_groups(_exact_edges, batch_format="numpy", **options))
-    exact_removed = np.unique(exact["tail"])
-
-    near = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
+        edges.append(hashed.groupby("partition", num_partitions=partitions).map_groups(
+            _exact_edges, batch_format="numpy", **options))
     if config.near and documents:
+        # exact duplicates are banded too (their edges join what exact edges join already): no list of them to send
         step("near", documents, "documents")
         banded = rows.map_batches(
-            _band_rows,
-            fn_kwargs={"bands": config.minhash.bands, "partitions": partitions, "removed": exact_removed},
+            _band_rows, fn_kwargs={"bands": config.minhash.bands, "partitions": partitions,
+                                   "removed": np.empty(0, np.uint64)},
             batch_format="numpy", **options,
         )
-        near = _collect_edges(
-            banded.groupby("partition", num_partitions=partitions).map_groups(_near_edges, batch_format="numpy", **options))
-        if config.verify_jaccard is not None and len(near["head"]):
-            step("verify", len(near["head"]), "pairs")
-            near = _verified(near, items, config, partitions, options)
-
-    heads = np.concatenate([exact["head"], near["head"]])
-    tails = np.concatenate([exact["tail"], near["tail"]])
-    involved = np.unique(np.concatenate([heads, tails]))
-    vertices = _collect(rows.map_batches(_vertices, fn_kwargs={"involved": involved}, batch_format="numpy", **options),
-                        ("key", "length", "text_hash"))
-    return {"documents": np.array(documents), "partitions": np.array(partitions), "head": heads, "tail": tails,
-            **{f"vertex_{name}": values for name, values in vertices.items()}}
+        near = banded.groupby("partition", num_partitions=partitions).map_groups(
+            _near_edges, batch_format="numpy", **options)
+        if config.verify_jaccard is not None:
+            pairs = _collect_edges(near)
+            if len(pairs["head"]):
+                step("verify", len(pairs["head"]), "pairs")
+                pairs = _verified(pairs, items, config, partitions, options)
+            near = ray.data.from_arrow(pa.table({"head": pairs["head"], "tail": pairs["tail"]}))
+        edges.append(near)
+    step("clusters", documents, "documents")
+    union = edges[0].union(*edges[1:]) if len(edges) > 1 else edges[0]
+    stars, _ = star_components(
+        union.map_batches(lambda b: dict(zip(("larger", "smaller"), oriented(b["head"], b["tail"]))),
+                          batch_format="numpy", **options),
+        partitions, options)
+    members = _collect(cluster_members(stars, rows.select_columns(["key", "length", "text_hash"]), partitions,
+                                       options), ("key", "cluster", "kept", "exact"))
+    return {"documents": np.array(documents), "partitions": np.array(partitions),
+            **_sorted_members(members["key"], members["cluster"], members["kept"], members["exact"])}
 
 
 def _graph_file(run: RunDir) -> StoragePath:
@@ -454,7 +480,7 @@ def _load_graph(run: RunDir, parts: list[str]) -> dict[str, np.ndarray] | None:
         return None
     with np.load(io.BytesIO(_graph_file(run).read_bytes()), allow_pickle=False) as saved:
         graph = {name: saved[name] for name in saved.files}
-    if graph.pop("parts").tolist() != [storage_path(p).name for p in parts]:
-        return None
+    if graph.pop("parts").tolist() != [storage_path(p).name for p in parts] or "member_key" not in graph:
+        return None  # other parts, or the edges an earlier version saved
     graph["resumed"] = np.array(True)
     return graph
