@@ -26,6 +26,7 @@ from pipeline.ray_session import quiet_ray_data, verbose
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from stages import STAGES
+from stages.base import GlobalContext
 
 INPUTS_FILE = "_inputs.json"
 DONE_FILE = "_done.json"
@@ -123,43 +124,20 @@ def run_stage(name: str, settings, config: RunConfig, run: RunDir, progress: Run
     """Run one global stage over the documents it reads, its tasks asking Ray for what ray.stages.<name> says,
     or (in_process) in this process; its steps show on `progress`."""
     progress = progress or NoProgress()
-    step = progress.steps(name)
-    documents = source(config, run, name)
-    if in_process and name == "dedup":
-        from pipeline.dedup_runner import run_dedup
+    context = GlobalContext(run=run, source=source(config, run, name), in_process=in_process, rejects=config.rejects,
+                            step=progress.steps(name), progress=progress)
+    if not in_process:
+        import ray
+        from ray.data import DataContext  # here: Ray Data costs 2 s of start-up a run without global stages saves
 
-        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=1, in_process=True, step=step)
-        return
-    import ray
-
-    resources = config.ray.stages.get(name, StageResources())
-    options = resources.ray_options()
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
-    # Imported here: they import Ray Data, which a run without global stages never needs (2 s of start-up).
-    from ray.data import DataContext
-
-    from pipeline.dedup_runner import run_dedup
-    from pipeline.tokenize_runner import run_tokenize, run_tokenizer
-
-    quiet_ray_data(verbose())
-    context = DataContext.get_current()  # our progress line and summary replace Ray Data's
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-    if name == "dedup":
-        run_dedup(settings, run, source=documents, rejects=config.rejects, workers=workers, options=options,
-                  step=step)
-    elif name == "tokenizer":
-        run_tokenizer(settings, run, source=documents, workers=workers, options=options, step=step)
-    elif name == "tokenize":
-        run_tokenize(settings, run, source=documents, workers=workers, options=options, step=step)
-    elif name == "train" and resources.gpus:  # on a node with a GPU, as one Ray task: its log lines come back
-        step("on a GPU node", None, "")    # through Ray's worker log, prefixed by the task
-        ray.get(ray.remote(run_train).options(**options).remote(settings, run, None, progress.enabled))
-    elif name == "train":
-        run_train(settings, run, progress)
-    else:
-        raise NotImplementedError(f"no runner for global stage {name}")
+        resources = config.ray.stages.get(name, StageResources())
+        context.options = resources.ray_options()
+        context.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
+        quiet_ray_data(verbose())
+        data_context = DataContext.get_current()  # our progress line and summary replace Ray Data's
+        data_context.enable_progress_bars = False
+        data_context.print_on_execution_start = False
+    STAGES[name].run(settings, context)
 
 
 def run_train(settings, run: RunDir, progress: RunProgress | None, print_log: bool = False) -> None:

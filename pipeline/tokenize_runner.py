@@ -83,8 +83,23 @@ def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
     hashes = id_hashes(ids, seed)
     chosen = np.flatnonzero(hashes <= np.uint64(threshold))
     texts = table.column("text").take(pa.array(chosen, pa.int64())).to_pylist()
+    texts = [(text or "")[:chars] for text in texts]
     return {"hash": hashes[chosen], "id": np.array([ids[i] for i in chosen], dtype=object),
-            "text": np.array([(text or "")[:chars] for text in texts], dtype=object)}
+            "text": np.array(texts, dtype=object),
+            "has_text": np.array([bool(text.strip()) for text in texts], dtype=np.int64)}
+
+
+def _train_on_sample(sampled: ray.data.Dataset, config: TokenizerConfig, threads: int) -> tuple[bytes, int, int]:
+    """(model bytes, documents, characters): sentencepiece trained on the sample in hash order (the same sample
+    trains the same model), in a Ray task that asks for the CPUs it trains with (ray.stages.tokenizer.cpus)."""
+    sample: dict[str, list] = {"hash": [], "id": [], "text": []}
+    for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
+        for name in sample:
+            sample[name].extend(batch[name].tolist())
+    order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
+    texts = [sample["text"][i] for i in order]
+    model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=threads)
+    return model, len(texts), sum(map(len, texts))
 
 
 def smaller_vocabulary(asked: int, trained: int, details: dict) -> str:
@@ -108,22 +123,18 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
     else:
         step("sample", len(parts), "parts")
         threshold, _ = sample_threshold(parts, config.sample_documents, config.seed, options)
-        sample = {"hash": [], "id": [], "text": []}
         sampled = _parts_dataset(parts).map_batches(
             _part_sample, fn_kwargs={"threshold": threshold, "seed": config.seed,
                                      "chars": config.sample_chars_per_document},
-            batch_size=1, batch_format="numpy", **options)
-        for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
-            for name in sample:
-                sample[name].extend(batch[name].tolist())
-        if not any(text.strip() for text in sample["text"]):
+            batch_size=1, batch_format="numpy", **options).materialize()
+        if not sampled.sum("has_text"):
             raise ConfigError(f"no text to train a tokenizer on: {documents:,} documents in {source}, none with text "
                               "in the sample (give an existing model as tokenizer.model instead)")
-        order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
-        texts = [sample["text"][i] for i in order]  # in hash order: the same sample trains the same model
-        step("train", len(texts), "documents")
-        model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=workers)
-        details.update(sample_documents=len(texts), sample_characters=sum(map(len, texts)),
+        threads = max(1, int(options.get("num_cpus", 1)))
+        step("train", sampled.count(), "documents")
+        model, sample_documents, sample_characters = ray.get(
+            ray.remote(_train_on_sample).options(**options).remote(sampled, config, threads))
+        details.update(sample_documents=sample_documents, sample_characters=sample_characters,
                        vocab_size_asked=config.vocab_size)
     processor = load_model(model)
     if config.model is None and processor.vocab_size() < config.vocab_size:

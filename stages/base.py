@@ -9,9 +9,11 @@ failed. Stages know nothing about Ray, files or run directories.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, ClassVar, NamedTuple, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, Callable, ClassVar, NamedTuple, Sequence, Union, get_args, get_origin
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -110,9 +112,27 @@ class StageKind:
         return config
 
 
+@dataclass
+class GlobalContext:
+    """What the runner hands a global stage's `run`: the run directory, the documents it reads, how wide to run
+    (`workers`, and `options`: what each of its Ray tasks asks for), whether it runs in this process without Ray,
+    whether rejected documents are kept, and where it reports its steps."""
+
+    run: Any  # pipeline.run_dir.RunDir
+    source: Any  # a StoragePath: the documents folder it reads
+    workers: int = 1
+    options: dict = dataclass_field(default_factory=dict)
+    in_process: bool = False
+    rejects: bool = False
+    step: Callable = lambda *args: None
+    progress: Any = None  # pipeline.progress.RunProgress, for a stage that shows its own counts (train)
+
+
 class GlobalStage(StageKind):
-    """A stage over the whole run at once (deduplication, tokenizer training). It exposes pure functions that the
-    runner composes on Ray; it is listed after the per-document stages and reads what they kept."""
+    """A stage over the whole run at once (deduplication, tokenizer training, tokenization, training). Its `run`
+    composes Ray Data and Ray tasks from the pure functions of its modules and writes its outputs and its
+    completion marker into `directory`; the runner calls it through the registry, once its inputs are there and
+    its outputs are not current. It is listed after the per-document stages and reads what they kept."""
 
     # Its folder in the run directory, which holds its outputs and its completion marker (_done.json).
     directory: ClassVar[str]
@@ -122,6 +142,12 @@ class GlobalStage(StageKind):
     reads_documents: ClassVar[bool] = True
     # Outputs outside `directory` (paths relative to the run directory), removed with it when its input changed.
     other_outputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def run(cls, settings: StageConfig, context: GlobalContext) -> None:
+        """Do the stage's work over context.source into context.run (a run that can be resumed: what it wrote
+        atomically stays)."""
+        raise NotImplementedError(f"global stage {cls.name} has no run")
 
 
 class Stage(StageKind):

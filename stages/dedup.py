@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from stages.base import GlobalStage, StageConfig
+from stages.base import GlobalContext, GlobalStage, StageConfig
 from stages.minhash import MinHashSettings
 
 ROWS_PER_PARTITION = 2_000_000  # shuffle rows one reducer handles at once (about 60 MB)
@@ -42,3 +42,10 @@ class Dedup(GlobalStage):
     directory = "dedup"
     writes_documents = True
     other_outputs = ("rejects/dedup",)
+
+    @classmethod
+    def run(cls, settings: DedupConfig, context: GlobalContext) -> None:
+        from pipeline.dedup_runner import run_dedup
+
+        run_dedup(settings, context.run, source=context.source, rejects=context.rejects, workers=context.workers,
+                  options=context.options, in_process=context.in_process, step=context.step)

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import Field
 
-from stages.base import StageConfig
+from stages.base import GlobalContext, StageConfig
 from stages.tokenizer import EOS_ID, GivenModelStage, id_hashes, load_model, token_dtype
 
 SPLIT_SEED = 0x5EED_5B1D  # fixed: the split of a document never changes with the shuffle seed
@@ -44,6 +44,13 @@ class Tokenize(GivenModelStage):
     name = "tokenize"
     Config = TokenizeConfig
     directory = "shards"
+
+    @classmethod
+    def run(cls, settings: TokenizeConfig, context: GlobalContext) -> None:
+        from pipeline.tokenize_runner import run_tokenize
+
+        run_tokenize(settings, context.run, source=context.source, workers=context.workers,
+                     options=context.options, step=context.step)
 
 
 def splits_of(ids: Sequence[str], validation_fraction: float) -> np.ndarray:

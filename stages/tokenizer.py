@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from pydantic import Field, model_validator
 
-from stages.base import GlobalStage, StageConfig, StageSetupError
+from stages.base import GlobalContext, GlobalStage, StageConfig, StageSetupError
 
 # sentencepiece's piece ids: unknown, begin and end of text. The end-of-text piece separates documents.
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -78,6 +78,13 @@ class Tokenizer(GivenModelStage):
     name = "tokenizer"
     Config = TokenizerConfig
     directory = "tokenizer"
+
+    @classmethod
+    def run(cls, settings: TokenizerConfig, context: GlobalContext) -> None:
+        from pipeline.tokenize_runner import run_tokenizer
+
+        run_tokenizer(settings, context.run, source=context.source, workers=context.workers,
+                      options=context.options, step=context.step)
 
 
 def checked_model_path(model: str) -> str:

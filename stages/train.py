@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from pipeline.train.settings import TrainingSettings
-from stages.base import GlobalStage, StageSetupError
+from stages.base import GlobalContext, GlobalStage, StageSetupError
 
 
 class TrainStageConfig(TrainingSettings):
@@ -30,3 +30,19 @@ class Train(GlobalStage):
             raise StageSetupError("", "the train stage needs torch: pip install -e '.[train]' "
                                   "(it pins torch==2.13.0)")
         return config
+
+    @classmethod
+    def run(cls, settings: TrainStageConfig, context: GlobalContext) -> None:
+        """In the driver's process, or, when its tasks ask for a GPU, as one Ray task on a node that has one (its
+        log lines then come back through Ray's worker log, prefixed by the task)."""
+        from pipeline.global_stages import run_train
+
+        if context.options.get("num_gpus"):
+            import ray
+
+            context.step("on a GPU node", None, "")
+            progress_enabled = bool(context.progress is not None and context.progress.enabled)
+            ray.get(ray.remote(run_train).options(**context.options).remote(settings, context.run, None,
+                                                                           progress_enabled))
+        else:
+            run_train(settings, context.run, context.progress)

@@ -148,8 +148,9 @@ def test_a_ray_started_on_the_machine_is_not_joined_without_an_address(ray_head,
 
 
 def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc_dir, tmp_path):
-    """ray.stages: dedup's tasks ask for 2 CPUs, and train (gpus: 1) runs as a Ray task on the node with the GPU
-    instead of in the driver; the state API of the head node shows what each task asked for."""
+    """ray.stages: dedup's tasks ask for 2 CPUs, the tokenizer's sample and training tasks 2 (sentencepiece trains
+    in a task, with 2 threads), and train (gpus: 1) runs as a Ray task on the node with the GPU instead of in the
+    driver; the state API of the head node shows what each task asked for."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
         "name": "resources", "input": {"paths": [str(warc_dir / "dolma_wget" / "*.warc.gz")]},
@@ -157,7 +158,8 @@ def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc
                    {"train": {"model": {"n_layer": 1, "n_head": 1, "n_embd": 16}, "block_size": 16, "batch_size": 2,
                               "max_steps": 2, "warmup_steps": 1, "eval_interval": 2, "eval_batches": 1,
                               "device": "cpu"}}],
-        "ray": {"stages": {"dedup": {"cpus": 2, "memory_mb": 128}, "train": {"gpus": 1, "cpus": 1}}},
+        "ray": {"stages": {"dedup": {"cpus": 2, "memory_mb": 128}, "tokenizer": {"cpus": 2},
+                           "train": {"gpus": 1, "cpus": 1}}},
     }))
     completed = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--output",
                                 str(tmp_path / "run"), "--address", ray_head["address"]], cwd=REPO,
@@ -174,5 +176,9 @@ def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc
     signatures = [task for task in tasks if "_signature_rows" in task["name"]]
     assert signatures and all(task["required_resources"]["CPU"] == 2 for task in signatures)
     assert all(task["required_resources"]["memory"] == 128 * 1024 * 1024 for task in signatures)
+    trainer = [task for task in tasks if task["name"] == "_train_on_sample"]  # sentencepiece, in a task of its own
+    assert len(trainer) == 1 and trainer[0]["required_resources"]["CPU"] == 2
+    samplers = [task for task in tasks if task["name"] in ("_part_bottom_hashes", "_merge_bottom_hashes")]
+    assert samplers and all(task["required_resources"]["CPU"] == 2 for task in samplers)
     encoders = [task for task in tasks if task["name"] == "encode_slice"]
     assert encoders and all(task["required_resources"]["CPU"] == 1 for task in encoders)  # the default
