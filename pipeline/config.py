@@ -126,7 +126,7 @@ class StageResources(Strict):
     """What each Ray task of one global stage asks for, so that Ray places it on a node that can hold it."""
 
     cpus: float = Field(1.0, gt=0, description="CPUs per task; the stage's parallelism is the cluster's CPUs over "
-                        "this.")
+                        "this. For tokenizer, also the threads sentencepiece trains with (in one task).")
     memory_mb: int | None = Field(None, ge=64, description="Memory per task (Ray schedules by it; none: no request).")
     gpus: float = Field(0, ge=0, description="GPUs per task. For train: above 0, training runs as one Ray task on "
                         "a node with a GPU (use a run directory every node reaches, such as s3://) instead of in "

@@ -39,6 +39,12 @@ def quiet_ray_data(verbose: bool = False) -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if handler.get_name() == "console":
             handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # Ray Data warns, once per process, when no CPU is free at the instant an execution starts: between the
+        # steps of a global stage that is only the previous step's tasks handing their CPUs back, not a hang.
+        from ray.util.debug import log_once
+
+        log_once("cpu_warning")
 
 
 def verbose() -> bool:

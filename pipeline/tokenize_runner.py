@@ -89,15 +89,14 @@ def _part_sample(batch: dict, threshold: int, seed: int, chars: int) -> dict:
             "has_text": np.array([bool(text.strip()) for text in texts], dtype=np.int64)}
 
 
-def _train_on_sample(sampled: ray.data.Dataset, config: TokenizerConfig, threads: int) -> tuple[bytes, int, int]:
-    """(model bytes, documents, characters): sentencepiece trained on the sample in hash order (the same sample
-    trains the same model), in a Ray task that asks for the CPUs it trains with (ray.stages.tokenizer.cpus)."""
-    sample: dict[str, list] = {"hash": [], "id": [], "text": []}
-    for batch in sampled.iter_batches(batch_format="numpy", batch_size=None):
-        for name in sample:
-            sample[name].extend(batch[name].tolist())
-    order = sorted(range(len(sample["id"])), key=lambda i: (sample["hash"][i], sample["id"][i]))
-    texts = [sample["text"][i] for i in order]
+def _train_on_sample(config: TokenizerConfig, threads: int, blocks: list) -> tuple[bytes, int, int]:
+    """(model bytes, documents, characters): sentencepiece trained on the sample (`blocks`: references to its Arrow
+    blocks) in hash order, so that the same sample trains the same model, in a Ray task that asks for the CPUs it
+    trains with (ray.stages.tokenizer.cpus)."""
+    rows = []
+    for block in ray.get(blocks):
+        rows += zip(block.column("hash").to_pylist(), block.column("id").to_pylist(), block.column("text").to_pylist())
+    texts = [text for _, _, text in sorted(rows, key=lambda row: (row[0], row[1]))]
     model = train_model(training_lines(texts, config.sample_chars_per_document), config, threads=threads)
     return model, len(texts), sum(map(len, texts))
 
@@ -132,8 +131,8 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
                               "in the sample (give an existing model as tokenizer.model instead)")
         threads = max(1, int(options.get("num_cpus", 1)))
         step("train", sampled.count(), "documents")
-        model, sample_documents, sample_characters = ray.get(
-            ray.remote(_train_on_sample).options(**options).remote(sampled, config, threads))
+        model, sample_documents, sample_characters = ray.get(  # the sample's blocks go by reference, not the driver
+            ray.remote(_train_on_sample).options(**options).remote(config, threads, sampled.to_arrow_refs()))
         details.update(sample_documents=sample_documents, sample_characters=sample_characters,
                        vocab_size_asked=config.vocab_size)
     processor = load_model(model)
