@@ -128,3 +128,10 @@ def cluster_members(stars: ray.data.Dataset, documents: ray.data.Dataset, partit
     by_root = attached.map_batches(lambda batch: {**batch, "partition": partition_of(batch["root"], partitions)},
                                    batch_format="numpy", **options)
     return by_root.groupby("partition", num_partitions=partitions).map_groups(_kept, batch_format="numpy", **options)
+
+
+def cluster_members_local(larger: np.ndarray, smaller: np.ndarray, documents: dict) -> dict[str, np.ndarray]:
+    """cluster_members on one partition in this process, from star edges and documents' key, length, text_hash."""
+    members = _member_rows({"larger": larger, "smaller": smaller}, partitions=1)
+    rows = _document_rows(documents, partitions=1)
+    return _kept(_attached({name: np.concatenate([members[name], rows[name]]) for name in members}))

@@ -39,9 +39,8 @@ from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
-from stages.dedup_graph import (Clusters, document_keys, keep_best, key_part, key_row, member_attributes,
-                                 star_edges)
-from stages.star_components import oriented
+from stages.dedup_graph import Clusters, document_keys, key_part, key_row, star_edges
+from stages.star_components import oriented, unique_pairs
 from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
 
 if TYPE_CHECKING:
@@ -100,17 +99,8 @@ def _band_rows(batch: dict, bands: int, partitions: int, removed: np.ndarray) ->
 
 
 def _near_edges(group: dict) -> dict:
-    heads, tails = _unique_edges(*star_edges(group["band_key"], group["key"], group["length"]))
+    heads, tails = unique_pairs(*star_edges(group["band_key"], group["key"], group["length"]))
     return {"head": heads, "tail": tails}
-
-
-def _unique_edges(heads: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each (head, tail) pair once, sorted."""
-    order = np.lexsort((tails, heads))
-    heads, tails = heads[order], tails[order]
-    first = np.ones(len(heads), dtype=bool)
-    first[1:] = (heads[1:] != heads[:-1]) | (tails[1:] != tails[:-1])
-    return heads[first], tails[first]
 
 
 def _collect_edges(dataset: ray.data.Dataset) -> dict[str, np.ndarray]:
@@ -124,9 +114,9 @@ def _collect_edges(dataset: ray.data.Dataset) -> dict[str, np.ndarray]:
         pending_tails.append(batch["tail"])
         pending += len(batch["head"])
         if pending > max(1 << 20, len(heads)):
-            heads, tails = _unique_edges(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
+            heads, tails = unique_pairs(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
             pending_heads, pending_tails, pending = [], [], 0
-    heads, tails = _unique_edges(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
+    heads, tails = unique_pairs(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
     return {"head": heads, "tail": tails}
 
 
@@ -316,17 +306,11 @@ def _clusters_of(graph: dict) -> tuple[Clusters, np.ndarray]:
 
 def _members_in_process(heads: np.ndarray, tails: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
     """pipeline/components.py's steps on one partition: the star steps, the join with the documents, the keep rule."""
-    from pipeline.components import star_components_local
+    from pipeline.components import cluster_members_local, star_components_local
 
     larger, smaller, _ = star_components_local(heads, tails)
-    ends = np.concatenate([larger, smaller])
-    is_member = np.concatenate([np.ones(len(ends), dtype=bool), np.zeros(len(rows["key"]), dtype=bool)])
-    attached = member_attributes(np.concatenate([ends, rows["key"]]), is_member,
-                                 np.concatenate([smaller, smaller, np.zeros(len(rows["key"]), dtype=np.uint64)]),
-                                 np.concatenate([np.zeros(len(ends), dtype=np.int64), rows["length"]]),
-                                 np.concatenate([np.zeros(len(ends), dtype=np.uint64), rows["text_hash"]]))
-    keys, roots, lengths, hashes = attached
-    return _sorted_members(*keep_best(roots, keys, lengths, hashes))
+    members = cluster_members_local(larger, smaller, rows)
+    return _sorted_members(members["key"], members["cluster"], members["kept"], members["exact"])
 
 
 def _sorted_members(keys: np.ndarray, roots: np.ndarray, kept: np.ndarray, exact: np.ndarray) -> dict:
@@ -391,7 +375,7 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[
     partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, 1)
     empty = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
     exact = _exact_edges(rows) if config.exact and documents else empty
-    exact = dict(zip(("head", "tail"), _unique_edges(exact["head"], exact["tail"])))
+    exact = dict(zip(("head", "tail"), unique_pairs(exact["head"], exact["tail"])))
     near = empty
     if config.near and documents:
         near = _near_edges(_band_rows(rows, config.minhash.bands, partitions, np.unique(exact["tail"])))

@@ -455,7 +455,8 @@ def _process_units(units: list[Unit], config: dict, run: RunDir, fence: Fence, p
     if settings.get("memory_mb_per_worker"):
         requests["memory"] = settings["memory_mb_per_worker"] * 1024 * 1024
     # The board only feeds the progress line: without one, no actor (a process) and no call per batch. It lives on
-    # the driver's node, which a run outlives no more than its driver.
+    # the driver's node, so that losing a worker node does not lose the counts (the run goes on without them if it
+    # does: _board_totals).
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     board = ProgressBoard.options(scheduling_strategy=here).remote() if progress.enabled else None
     run_dir = str(run.root.resolve())

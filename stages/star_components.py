@@ -20,7 +20,7 @@ import numpy as np
 EMPTY = np.empty(0, dtype=np.uint64)
 
 
-def _unique_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each (first, second) pair once, sorted by first then second."""
     order = np.lexsort((second, first))
     first, second = first[order], second[order]
@@ -41,14 +41,14 @@ def large_star(larger: np.ndarray, smaller: np.ndarray) -> tuple[np.ndarray, np.
     edges as (larger, smaller) and how many of them are changes."""
     if not len(larger):
         return EMPTY, EMPTY, 0
-    centres, neighbours = _unique_pairs(larger, smaller)
+    centres, neighbours = unique_pairs(larger, smaller)
     starts, smallest = _neighbourhood_minimum(centres, neighbours)
     rows = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(centres))))
     m = np.minimum(smallest, centres[starts])[rows]  # smallest of each row's closed neighbourhood
     up = neighbours > centres  # only neighbours larger than the centre are relinked
     tails, heads = neighbours[up], m[up]
     changed = int(np.count_nonzero(heads != centres[up]))
-    first, second = _unique_pairs(tails, heads)
+    first, second = unique_pairs(tails, heads)
     return first, second, changed
 
 
@@ -57,14 +57,14 @@ def small_star(larger: np.ndarray, smaller: np.ndarray) -> tuple[np.ndarray, np.
     larger end is a vertex the partition is responsible for. Returns the new edges and how many are changes."""
     if not len(larger):
         return EMPTY, EMPTY, 0
-    centres, neighbours = _unique_pairs(larger, smaller)  # neighbours < centres: edges are stored larger first
+    centres, neighbours = unique_pairs(larger, smaller)  # neighbours < centres: edges are stored larger first
     starts, smallest = _neighbourhood_minimum(centres, neighbours)
     counts = np.diff(np.append(starts, len(centres)))
     m = np.repeat(smallest, counts)
     relinked = neighbours != m  # each neighbour but the smallest goes to the smallest: a change
     first = np.concatenate([neighbours[relinked], centres[starts]])
     second = np.concatenate([m[relinked], smallest])  # and the centre itself keeps its edge to the smallest
-    first, second = _unique_pairs(first, second)
+    first, second = unique_pairs(first, second)
     return first, second, int(np.count_nonzero(relinked))
 
 
