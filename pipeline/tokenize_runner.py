@@ -1,16 +1,15 @@
 """The tokenizer and tokenize global stages on Ray.
 
-tokenizer: a bottom-k sample of the documents by seeded id hash, drawn in two passes so that nothing bigger than k
-hashes or k texts ever reaches the driver (1: each part's k smallest hashes, merged on the driver as they arrive,
-give the k-th smallest; 2: each part sends the texts at or under it), then sentencepiece training on the driver.
+tokenizer: a bottom-k sample of the documents by seeded id hash, drawn in two passes (1: each part's k smallest
+hashes, merged by a tree of tasks, give the k-th smallest; 2: each part keeps the texts at or under it, in the
+object store), then sentencepiece training in a task that takes the sample's blocks by reference: the driver
+receives k hashes once and the model, never texts.
 Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings, what the sample was, and the vocabulary size
 trained beside the one asked: a small sample gives fewer pieces, and the stage warns that it did) and _done.json.
 
-tokenize: a map-reduce over Ray's object store with plain tasks (pipeline/token_tasks.py): one task per slice of
-about 1,000 documents encodes them (the model cached per worker process) and leaves its rows (id, tokens, split,
-shuffle key) in the object store, sending only counts to the driver; the counts give each split's shard count; a
-task per slice cuts its rows by shard; one task per shard orders its documents by shuffle key and writes the shard
-(pipeline/token_shards.py). The driver writes manifest.json from the shards' entries.
+tokenize: one plain Ray task per slice of a documents part (whole row groups holding about shard_tokens tokens,
+pipeline/token_tasks.py) encodes it (the model cached per worker process) and writes its shards, one per split
+(pipeline/token_shards.py); the driver writes manifest.json from the entries the tasks return.
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from pipeline.token_shards import FORMAT, write_manifest
-from pipeline.token_tasks import encode_slice, slices, split_by_shard, write_shard_task
+from pipeline.token_tasks import slices, tokenize_slice
 from pipeline.tree_reduce import tree_reduce
-from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig, shard_count
+from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig
 from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, train_model, \
     training_lines
 
@@ -156,10 +155,10 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
                  options: dict | None = None, step: StepReport = no_steps) -> StageTally:
     """Encode every document under `source` into run.shards; returns the stage's counts.
 
-    A map-reduce over Ray's object store: encoding tasks (one per slice of ~1,000 documents) leave their rows
-    there and send only counts to the driver; the counts give the shard counts; split tasks cut each slice by
-    shard; one task per shard gathers its pieces, orders them and writes the shard. The driver holds object
-    references and counts, never documents or tokens."""
+    One task per slice of a documents part (pipeline/token_tasks.py) encodes it and writes its own shards; the
+    driver holds one reference per slice and gets back counts and manifest entries, never documents or tokens. No
+    documents move between tasks: the trainer mixes them by drawing blocks from every shard of a split
+    (pipeline/train/data.py), as nanoGPT's and Megatron's loaders do."""
     started = time.monotonic()
     model_path = storage_path(config.model) if config.model else run.tokenizer / MODEL_FILE
     model = model_path.read_bytes()
@@ -168,26 +167,15 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
     model_ref = ray.put(model)
     settings = config.model_dump(mode="json")
     options = options or {}
-    slices_to_encode = slices(_part_files(source))
-    step("encode", len(slices_to_encode), "slices")
-    encoded = [encode_slice.options(**options).remote(path, groups, model_ref, settings) for path, groups in slices_to_encode]
-    counts = ray.get([counts for counts, _ in encoded])
-    documents = sum(c["documents"] for c in counts)
-    empty = sum(c["empty"] for c in counts)
-    splits = {split: {"documents": sum(c[split]["documents"] for c in counts),
-                      "tokens": sum(c[split]["tokens"] for c in counts)} for split in (TRAIN, VALIDATION)}
-    shards = {split: shard_count(totals["tokens"], config.shard_tokens) if totals["documents"] else 0
-              for split, totals in splits.items()}
-    groups = [(TRAIN, number) for number in range(shards[TRAIN])]
-    groups += [(VALIDATION, number) for number in range(shards[VALIDATION])]
-    cut = split_by_shard.options(num_returns=max(1, len(groups)), **options)
-    pieces = [cut.remote(rows, shards[TRAIN], shards[VALIDATION]) for _, rows in encoded] if groups else []
-    pieces = [refs if len(groups) > 1 else [refs] for refs in pieces]  # one ref per shard, for each slice
-    step("write", len(groups), "shards")
-    written = [write_shard_task.options(**options).remote(str(run.shards), name, number, dtype.name, *(refs[group] for refs in pieces))
-               for group, (name, number) in enumerate(groups)]
-    entries = ray.get(written)
-    del encoded, pieces
+    work = slices(_part_files(source), config.shard_tokens)
+    step("encode", len(work), "slices")
+    results = ray.get([tokenize_slice.options(**options).remote(path, groups, number, model_ref, settings,
+                                                                str(run.shards))
+                       for number, (path, groups) in enumerate(work)])
+    documents = sum(result["documents"] for result in results)
+    empty = sum(result["empty"] for result in results)
+    splits = {split: [result["shards"][split] for result in results if split in result["shards"]]
+              for split in (TRAIN, VALIDATION)}
     run.shards.mkdir(parents=True, exist_ok=True)
     inside = isinstance(model_path, type(run.root)) and model_path.is_relative_to(run.root)
     # relative when inside the run: a run directory can move (or be copied down from an object store)
@@ -196,14 +184,15 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
         "format": FORMAT, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": EOS_ID,
         "tokenizer": {"path": str(tokenizer_path), "sha256": hashlib.sha256(model).hexdigest()},
         "seed": config.seed, "validation_fraction": config.validation_fraction,
-        "documents": documents - empty, "tokens": sum(totals["tokens"] for totals in splits.values()),
-        "splits": {split: {**splits[split], "shards": [entry for entry, (name, _) in zip(entries, groups)
-                                                       if name == split]} for split in (TRAIN, VALIDATION)},
+        "documents": documents - empty, "tokens": sum(entry["tokens"] for entries in splits.values() for entry in entries),
+        "splits": {split: {"documents": sum(entry["documents"] for entry in entries),
+                           "tokens": sum(entry["tokens"] for entry in entries), "shards": entries}
+                   for split, entries in splits.items()},
     }
     write_manifest(run.shards, manifest)
     tally = StageTally("tokenize", rows_in=documents, kept=documents - empty, seconds=time.monotonic() - started)
     if empty:
         tally.dropped["no_tokens"] = empty
     atomic_write_json(run.shards / "_done.json", {"stage": tally.to_dict(), "tokens": manifest["tokens"],
-                                                   "shards": len(groups)})
+                                                   "shards": sum(map(len, splits.values()))})
     return tally

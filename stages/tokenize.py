@@ -1,19 +1,17 @@
 """Tokenize every kept document into token shards a trainer can stream (global stage).
 
 The runner (pipeline/tokenize_runner.py) encodes the documents in Ray tasks with the run's tokenizer (the
-`tokenizer` stage's model, or this stage's own `model`), then shuffles them into shards through the object store and
-writes them with pipeline/token_shards.py. The pure parts are here: encoding a batch, the train/validation split and
-the shard of each document.
+`tokenizer` stage's model, or this stage's own `model`), each task writing the shards of its slice of a documents
+part with pipeline/token_shards.py. The pure parts are here: encoding a batch and the train/validation split.
 
-Determinism: a document's split depends only on its id (a fixed-key hash), its shard and its place in the shard
-only on its id and `seed`. So the same documents give byte-identical shards whatever the order, partitioning or
-number of workers, and a trainer reading shards in order sees documents in a seeded random order, not one
-website after another.
+Determinism: a document's split depends only on its id (a fixed-key hash), its place in its shard only on its id
+and `seed`, the slices only on the documents parts and `shard_tokens`. So the same documents give byte-identical
+shards whatever the number of workers. Documents are not moved between shards: the trainer draws its blocks from
+every shard of a split at random (pipeline/train/data.py), so a batch mixes websites without a global shuffle.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -34,7 +32,9 @@ class TokenizeConfig(StageConfig):
         0.01, ge=0, lt=1, description="Share of documents in the validation split, chosen by a hash of their id."
     )
     shard_tokens: int = Field(
-        50_000_000, ge=1_000, description="Target tokens per shard; each split gets ceil(tokens / this) shards."
+        50_000_000, ge=1_000,
+        description="Target tokens per shard: a shard is one task's slice of a documents part, whole row groups "
+                    "whose text holds about this many tokens (a part never shares a shard with another)."
     )
     seed: int = Field(0, ge=0, description="Seed of the order of documents across and within shards.")
     batch_documents: int = Field(256, ge=1, description="Documents encoded per call.")
@@ -56,10 +56,6 @@ class Tokenize(GivenModelStage):
 def splits_of(ids: Sequence[str], validation_fraction: float) -> np.ndarray:
     """True where a document is in the validation split: its fixed-key id hash is in the lowest fraction."""
     return id_hashes(ids, SPLIT_SEED) < np.uint64(min(int(validation_fraction * 2.0**64), (1 << 64) - 1))
-
-
-def shard_count(tokens: int, shard_tokens: int) -> int:
-    return max(1, math.ceil(tokens / shard_tokens))
 
 
 class Encoder:

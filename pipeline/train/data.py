@@ -1,9 +1,10 @@
 """Batches of contiguous token blocks from the Arrow token shards, memory-mapped, never loaded.
 
 Every shard of a split is mapped once (`map_tokens`: a numpy view of the file, no copy); a batch copies only its
-own blocks, B x (T + 1) tokens. A block starts at a uniformly random token of the split (shards weighted by their
-token counts), so blocks cross document boundaries, where the end-of-document token tells the model a new document
-begins, as GPT-2 and nanoGPT train.
+own blocks, B x (T + 1) tokens. A split is read as its shards back to back, in manifest order, and a block starts at
+a uniformly random token of it: documents from every shard mix in each batch (the tokenize stage does not shuffle
+across shards, the loader does), small shards count like large ones, and blocks cross document (and shard)
+boundaries, where the end-of-document token tells the model a new document begins, as GPT-2 and nanoGPT train.
 
 Which blocks make batch `step` of rank `rank` is a pure function of (seed, split, rank, step): no loader state, so
 a resumed run sees exactly the batches an uninterrupted one would, and DDP ranks draw disjoint random streams.
@@ -27,11 +28,11 @@ class TrainSetupError(ConfigError):
     them changes, so the message says which."""
 
 
-def _too_short(directory: Path, split: str, block_size: int, longest: int) -> str:
+def _too_short(directory: Path, split: str, block_size: int, tokens: int) -> str:
     """Why a split cannot give a block, and what to change."""
     more = "more documents, or a larger tokenize.validation_fraction" if split == "validation" else "more documents"
-    return (f"{directory}: the {split} split has no shard longer than block_size {block_size} (its longest has "
-            f"{longest:,} tokens): lower block_size, or give it more data ({more})")
+    return (f"{directory}: the {split} split is not longer than block_size {block_size} (it has {tokens:,} "
+            f"tokens): lower block_size, or give it more data ({more})")
 
 
 class TokenBlocks:
@@ -44,11 +45,11 @@ class TokenBlocks:
                                   "version? make them again with the tokenize stage)")
         description = self.manifest["splits"][split]
         shards = [map_tokens(self.directory / shard["files"]["arrow"]) for shard in description["shards"]]
-        self.tokens = [array for array in shards if len(array) > block_size]
-        if not self.tokens:
-            raise TrainSetupError(_too_short(self.directory, split, block_size, max(map(len, shards), default=0)))
-        starts = np.array([len(array) - block_size for array in self.tokens], dtype=np.int64)  # valid starts
-        self.cumulative = np.cumsum(starts)
+        self.tokens = [array for array in shards if len(array)]
+        self.ends = np.cumsum([len(array) for array in self.tokens], dtype=np.int64)  # of each shard in the split
+        total = int(self.ends[-1]) if len(self.ends) else 0
+        if total <= block_size:
+            raise TrainSetupError(_too_short(self.directory, split, block_size, total))
         self.split, self.block_size, self.seed, self.rank, self.world_size = split, block_size, seed, rank, world_size
         self.vocab_size = int(self.manifest["vocab_size"])
 
@@ -60,9 +61,21 @@ class TokenBlocks:
         """(inputs, targets) of batch `step`: int64 tensors of shape (batch_size, block_size), targets shifted by
         one token."""
         generator = np.random.default_rng([self.seed, _SPLIT_STREAMS.get(self.split, 2), self.rank, step])
-        positions = generator.integers(0, self.cumulative[-1], size=batch_size)
-        shard_of = np.searchsorted(self.cumulative, positions, side="right")
-        offsets = positions - np.concatenate(([0], self.cumulative[:-1]))[shard_of]
-        blocks = np.stack([self.tokens[s][o:o + self.block_size + 1] for s, o in zip(shard_of, offsets)])
-        blocks = torch.from_numpy(blocks.astype(np.int64))
+        positions = generator.integers(0, int(self.ends[-1]) - self.block_size, size=batch_size)
+        blocks = torch.from_numpy(np.stack([self._block(int(p)) for p in positions]).astype(np.int64))
         return blocks[:, :-1], blocks[:, 1:]
+
+    def _block(self, position: int) -> np.ndarray:
+        """The block_size + 1 tokens of the split from `position`, copied from one shard or, at a shard's end, from
+        the next ones."""
+        shard = int(np.searchsorted(self.ends, position, side="right"))
+        start = position - (int(self.ends[shard - 1]) if shard else 0)
+        wanted = self.block_size + 1
+        block = self.tokens[shard][start:start + wanted]
+        if len(block) == wanted:
+            return block
+        pieces = [block]
+        while wanted - sum(map(len, pieces)):
+            shard += 1
+            pieces.append(self.tokens[shard][:wanted - sum(map(len, pieces))])
+        return np.concatenate(pieces)
