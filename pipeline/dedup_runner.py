@@ -1,51 +1,57 @@
 """Global deduplication on Ray: exact (normalised-text hash) and near (MinHash-LSH), across all input files.
 
-The plan, with what lives where:
+The plan, with what lives where (the driver holds dataset handles, one number per connected-components round and one
+small value per part or shuffle partition; documents, edges and members stay in Ray's object store and in files):
 1. signatures: one Ray task per documents part computes, for each document, its key (part index, row), text
-   length, normalised-text hash and LSH band keys (vectorised MinHash). The rows go to Ray's object store, which
-   spills to disk; the driver never holds them.
+   length, normalised-text hash and LSH band keys (vectorised MinHash), into the object store (which spills).
 2. exact: rows are shuffled by text hash (Ray Data hash shuffle: groupby on a partition of the hash, so that a
    group arrives whole in one call) and each group gives star edges from its best member.
 3. near: rows are exploded into (band key, key, length) rows, shuffled the same way, and every bucket holding
-   several documents gives star edges. Optionally each candidate pair's real shingle Jaccard is checked (a second
-   shuffle, keyed by pair) and pairs under the threshold are dropped (that check still gathers the candidate pairs
-   on the driver).
-4. clusters: connected components of the edges by alternating large-star / small-star steps on Ray
-   (pipeline/components.py: shuffles, the driver counts changed edges per round), then the members joined with
-   their documents' lengths and text hashes and the best of each cluster kept (a shuffle by key, one by cluster).
-   The members (33 bytes each: key, cluster, kept, exact) come to the driver; the edges never do.
-5. filter: one task per part drops the removed rows and writes dedup/documents/part-<name>.parquet, plus the ids of
-   cluster members for dedup/clusters.parquet.
-Steps 1-4 are saved as dedup/_graph.npz (the members): a run that dies after them resumes from there.
+   several documents gives star edges. Optionally each candidate pair's real shingle Jaccard is checked by joins
+   (pairs made unique, their ends joined with their parts' texts, the two sides brought together) and pairs under
+   the threshold are dropped.
+4. clusters: connected components of the edges by alternating large-star / small-star steps
+   (pipeline/components.py), then the members joined with their documents' lengths and text hashes and the best of
+   each cluster kept; the members are shuffled by part into dedup/_members/<part> (key, cluster, kept, exact).
+   dedup/_members/_done.json says the graph is complete: a run that dies after it resumes from there.
+5. filter: one task per part reads its own members file, drops the removed rows and writes
+   dedup/documents/<part> (and rejects/dedup/<part>); its members, with ids and urls, are shuffled by cluster and
+   each shuffle partition writes its clusters as dedup/clusters/part-<partition>.parquet, returning its counts and
+   first examples per reason.
 
 `in_process=True` (a small run that the runner keeps out of Ray, see RayConfig.in_process_max_mb) runs the same
 functions on the whole input at once in this process: one group per hash instead of one per shuffle partition,
-one partition for the star steps, the same members, the same output. Ray Data is imported only by the Ray path.
+one partition for the star steps, the same documents, rejects, members and clusters (the clusters in as many
+files as that path has shuffle partitions). Ray Data is imported only by the Ray path.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import time
-
+from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.io.atomic import AtomicParquetWriter, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from pipeline.components import partition_of
+from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json, atomic_write_parquet
 from pipeline.io.storage import StoragePath, read_parquet, storage_path
 from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import DedupConfig, shuffle_partitions
-from stages.dedup_graph import Clusters, document_keys, key_part, key_row, star_edges
+from stages.dedup_graph import document_keys, key_part, key_row, star_edges
 from stages.star_components import oriented, unique_pairs
 from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
 
 if TYPE_CHECKING:
     import ray.data
 
+MEMBERS = "_members"  # dedup/_members/<part name>: the cluster members of each documents part
+MEMBERS_SCHEMA = pa.schema([("key", pa.uint64()), ("cluster", pa.uint64()), ("kept", pa.uint64()),
+                            ("exact", pa.bool_())])
 CLUSTERS_SCHEMA = pa.schema(
     [
         ("cluster", pa.int64()),
@@ -103,23 +109,6 @@ def _near_edges(group: dict) -> dict:
     return {"head": heads, "tail": tails}
 
 
-def _collect_edges(dataset: ray.data.Dataset) -> dict[str, np.ndarray]:
-    """All edges of a dataset on the driver, each pair once. A near-identical pair shares most of its 14 bands and
-    arrives once per band, so the batches are merged into the unique set whenever they outgrow it: the driver
-    holds at most about twice the unique edges, not bands times as many."""
-    heads, tails = np.empty(0, np.uint64), np.empty(0, np.uint64)
-    pending_heads, pending_tails, pending = [], [], 0
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-        pending_heads.append(batch["head"])
-        pending_tails.append(batch["tail"])
-        pending += len(batch["head"])
-        if pending > max(1 << 20, len(heads)):
-            heads, tails = unique_pairs(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
-            pending_heads, pending_tails, pending = [], [], 0
-    heads, tails = unique_pairs(np.concatenate([heads, *pending_heads]), np.concatenate([tails, *pending_tails]))
-    return {"head": heads, "tail": tails}
-
-
 def _collect(dataset: ray.data.Dataset, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
@@ -128,77 +117,206 @@ def _collect(dataset: ray.data.Dataset, columns: tuple[str, ...]) -> dict[str, n
     return {name: np.concatenate(arrays) if arrays else np.empty(0, np.uint64) for name, arrays in parts.items()}
 
 
-def _shingle_rows(batch: dict, config: DedupConfig, edge_heads: np.ndarray, edge_tails: np.ndarray) -> dict:
-    """For the documents of one part that are in candidate pairs: one row per (pair, side) with its shingles."""
-    part, path = int(batch["part"][0]), str(batch["path"][0])
-    texts = read_parquet(path, columns=["text"]).column("text").to_pylist()
-    keys = document_keys(part, len(texts))
-    pair_ids, sides, rows_of = [], [], []
-    for side, ends in ((0, edge_heads), (1, edge_tails)):
-        in_part = np.flatnonzero(key_part(ends) == part)
-        pair_ids.append(in_part)
-        sides.append(np.full(len(in_part), side, dtype=np.int8))
-        rows_of.append(key_row(ends[in_part]))
-    pair_ids, sides, rows_of = np.concatenate(pair_ids), np.concatenate(sides), np.concatenate(rows_of)
-    needed = np.unique(rows_of)
-    sets = dict(zip(needed.tolist(), shingle_sets([texts[row] or "" for row in needed], config.minhash)))
-    del keys
-    return {
-        "pair": pair_ids.astype(np.int64),
-        "side": sides,
-        "shingles": [sets[row] for row in rows_of.tolist()],
-    }
+def _pair_partition(heads: np.ndarray, tails: np.ndarray, partitions: int) -> np.ndarray:
+    return partition_of(heads ^ (tails * np.uint64(0xC2B2AE3D27D4EB4F)), partitions)
 
 
-def _pair_similarity(group: dict) -> dict:
-    order = np.lexsort((group["side"], group["pair"]))
-    pairs = group["pair"][order]
-    shingles = [group["shingles"][i] for i in order]
-    out_pairs, similarity = [], []
-    for index in range(0, len(pairs) - 1):
-        if pairs[index] == pairs[index + 1]:
-            out_pairs.append(pairs[index])
-            similarity.append(jaccard(np.asarray(shingles[index]), np.asarray(shingles[index + 1])))
-    return {"pair": np.array(out_pairs, dtype=np.int64), "jaccard": np.array(similarity, dtype=np.float64)}
+def _unique_edges(group: dict) -> dict:
+    """A near-identical pair shares most of its bands and arrives once per band: each pair once."""
+    heads, tails = unique_pairs(group["head"], group["tail"])
+    return {"head": heads, "tail": tails}
 
 
-def _filter_part(
-    batch: dict, documents_out: str, rejects_out: str | None, members: np.ndarray, removed: np.ndarray,
-    removed_reason: np.ndarray, cluster_of_member: np.ndarray,
-) -> dict:
-    """Write one part without its removed rows; return the ids of its cluster members for the clusters table."""
-    part, path = int(batch["part"][0]), str(batch["path"][0])
+def _pair_ends(batch: dict, partitions: int) -> dict:
+    """Both ends of each candidate pair as a row keyed by the end's part, to be joined with that part's texts."""
+    heads, tails = batch["head"], batch["tail"]
+    ends = np.concatenate([heads, tails])
+    return {"part": key_part(ends), "row": key_row(ends), "head": np.tile(heads, 2), "tail": np.tile(tails, 2),
+            "side": np.repeat(np.array([0, 1], dtype=np.int8), len(heads))}
+
+
+def _shingle_rows(group: dict, config: DedupConfig, paths: list[str], partitions: int) -> dict:
+    """The pair ends that lie in one part, each with its document's shingle set, keyed by pair for the next
+    shuffle (the part's texts are read once, each needed document shingled once)."""
+    part = int(group["part"][0])
+    texts = read_parquet(paths[part], columns=["text"]).column("text").to_pylist()
+    needed, inverse = np.unique(group["row"], return_inverse=True)
+    sets = shingle_sets([texts[row] or "" for row in needed.tolist()], config.minhash)
+    return {"head": group["head"], "tail": group["tail"], "side": group["side"],
+            "shingles": [sets[index] for index in inverse.tolist()],
+            "partition": _pair_partition(group["head"], group["tail"], partitions)}
+
+
+def _pair_similarity(group: dict, threshold: float) -> dict:
+    """The pairs of one partition whose two shingle sets have a Jaccard similarity of at least `threshold`."""
+    order = np.lexsort((group["side"], group["tail"], group["head"]))
+    heads, tails = group["head"][order], group["tail"][order]
+    shingles = [group["shingles"][i] for i in order.tolist()]
+    good = [index for index in range(0, len(heads) - 1, 2)
+            if jaccard(np.asarray(shingles[index]), np.asarray(shingles[index + 1])) >= threshold]
+    return {"head": heads[good].astype(np.uint64), "tail": tails[good].astype(np.uint64)}
+
+
+def _verified(near: ray.data.Dataset, paths: list[str], config: DedupConfig, partitions: int,
+              options: dict) -> ray.data.Dataset:
+    """The candidate pairs whose real shingle Jaccard reaches the configured threshold, by joins on Ray: pairs made
+    unique (a shuffle by pair), their ends joined with their parts' texts (a shuffle by part), the two sides of each
+    pair brought together (a shuffle by pair). The driver sees no pair."""
+    pair_partition = lambda batch: {**batch, "partition": _pair_partition(batch["head"], batch["tail"], partitions)}
+    unique = near.map_batches(pair_partition, batch_format="numpy", **options).groupby(
+        "partition", num_partitions=partitions).map_groups(_unique_edges, batch_format="numpy", **options)
+    ends = unique.map_batches(_pair_ends, fn_kwargs={"partitions": partitions}, batch_format="numpy", **options)
+    shingled = ends.groupby("part", num_partitions=max(1, min(len(paths), partitions))).map_groups(
+        _shingle_rows, fn_kwargs={"config": config, "paths": paths, "partitions": partitions}, batch_format="numpy",
+        **options)
+    return shingled.groupby("partition", num_partitions=partitions).map_groups(
+        _pair_similarity, fn_kwargs={"threshold": config.verify_jaccard}, batch_format="numpy", **options)
+
+
+def _verified_local(near: dict, paths: list[str], config: DedupConfig) -> dict:
+    """_verified's steps in this process, each shuffle one group per part or one group in all."""
+    ends = _pair_ends(_unique_edges(near), partitions=1)
+    rows = [_shingle_rows({name: values[ends["part"] == part] for name, values in ends.items()}, config, paths, 1)
+            for part in np.unique(ends["part"]).tolist()]
+    if not rows:
+        return near
+    return _pair_similarity({name: np.concatenate([_column(row[name]) for row in rows]) for name in rows[0]},
+                            config.verify_jaccard)
+
+
+def _filter_part(batch: dict, documents_out: str, rejects_out: str | None, partitions: int) -> dict:
+    """Write one part without its removed rows (and those rows to rejects/dedup with their reason); return a row per
+    cluster member of the part (its cluster, id, url, where it came from, whether it was kept and why not), to be
+    shuffled by cluster into the clusters table. The part's members come from its own file (`members`), written
+    by the shuffle by part that ends the graph steps: no list of removed documents is sent to every part."""
+    part, path, members_file = int(batch["part"][0]), str(batch["path"][0]), str(batch["members"][0])
     table = read_parquet(path)
     keys = document_keys(part, table.num_rows)
-    is_removed = np.isin(keys, removed)
+    members = (read_parquet(members_file) if members_file else MEMBERS_SCHEMA.empty_table())
+    member_keys = members.column("key").to_numpy()
+    rows = np.searchsorted(keys, member_keys)
+    if len(rows) and not (rows.max() < len(keys) and np.array_equal(keys[rows], member_keys)):
+        raise RuntimeError(f"dedup: {path} changed while the run was deduplicating it")
+    kept_keys = members.column("kept").to_numpy()
+    removed = member_keys != kept_keys
+    reasons = np.where(members.column("exact").to_numpy(zero_copy_only=False), "exact_duplicate",
+                       "near_duplicate").astype(object)
+    reasons[~removed] = ""
+    is_removed = np.zeros(table.num_rows, dtype=bool)
+    is_removed[rows[removed]] = True
     name = storage_path(path).name
     writer = AtomicParquetWriter(storage_path(documents_out) / name, table.schema)
     writer.write(table.filter(pa.array(~is_removed)))
     writer.commit()
     if rejects_out is not None and is_removed.any():
         dropped = table.filter(pa.array(is_removed))
-        reasons = removed_reason[np.searchsorted(removed, keys[is_removed])]
         dropped = dropped.append_column("stage", pa.array(["dedup"] * dropped.num_rows, pa.string()))
-        dropped = dropped.append_column("drop_reason", pa.array(reasons.tolist(), pa.string()))
+        dropped = dropped.append_column("drop_reason", pa.array(reasons[removed].tolist(), pa.string()))
         atomic_write_parquet(storage_path(rejects_out) / name, dropped)
-    in_cluster = np.isin(keys, members)
-    ids = table.column("id").filter(pa.array(in_cluster)).to_pylist()
-    urls = (table.column("url").filter(pa.array(in_cluster)).to_pylist() if "url" in table.column_names
-            else [None] * len(ids))
-    urls = [url or "" for url in urls]  # "" not None: a column of None does not survive the trip as strings
-    offsets = (table.column("offset").filter(pa.array(in_cluster)).to_numpy(zero_copy_only=False)
-               if "offset" in table.column_names else np.full(len(ids), -1))
-    sources = (table.column("source").filter(pa.array(in_cluster)).to_pylist() if "source" in table.column_names
-               else [path] * len(ids))
-    member_keys = keys[in_cluster]
+    taken = pa.array(rows, pa.int64())
+    ids = table.column("id").take(taken).to_pylist()
+    urls = table.column("url").take(taken).to_pylist() if "url" in table.column_names else [None] * len(ids)
+    offsets = (table.column("offset").take(taken).to_numpy(zero_copy_only=False) if "offset" in table.column_names
+               else np.full(len(ids), -1))
+    sources = table.column("source").take(taken).to_pylist() if "source" in table.column_names else [path] * len(ids)
+    clusters = members.column("cluster").to_numpy()
     return {
-        "key": member_keys,
-        "id": np.array(ids, dtype=object),
-        "url": np.array(urls, dtype=object),
+        "partition": partition_of(clusters, partitions), "cluster": clusters, "key": member_keys,
+        "kept": ~removed, "reason": reasons, "id": np.array(ids, dtype=object),
+        "url": np.array([url or "" for url in urls], dtype=object),  # "": a column of None does not stay a string
         "source": np.array([source or "" for source in sources], dtype=object),
         "offset": np.nan_to_num(offsets.astype(np.float64), nan=-1).astype(np.int64),
-        "cluster": cluster_of_member[np.searchsorted(members, member_keys)],
     }
+
+
+def _write_clusters(group: dict, directory: str) -> dict:
+    """The clusters of one shuffle partition as dedup/clusters/part-<partition>.parquet, one row per cluster, sorted
+    by cluster (its root: the smallest key of its members); returns one row, a JSON summary of the partition (its
+    clusters, removed documents by reason, and the first removed documents of each reason as examples)."""
+    partition = int(group["partition"][0])
+    order = np.lexsort((group["key"], group["cluster"]))
+    cluster, key, kept, reason = group["cluster"][order], group["key"][order], group["kept"][order], group["reason"][order]
+    ids, urls = group["id"][order], group["url"][order]
+    roots, starts = np.unique(cluster, return_index=True)
+    kept_rows = np.flatnonzero(kept)
+    if len(kept_rows) != len(roots) or not np.array_equal(cluster[kept_rows], roots):
+        raise RuntimeError(f"dedup: clusters partition {partition} does not have one kept document per cluster")
+    removed_rows = np.flatnonzero(~kept)
+    sizes = np.diff(np.append(starts, len(cluster)))
+    offsets = pa.array(np.concatenate(([0], np.cumsum(sizes - 1))).astype(np.int32))
+    table = pa.table({
+        "cluster": pa.array(roots.astype(np.int64)),
+        "size": pa.array(sizes.astype(np.int32)),
+        "kept_id": pa.array(ids[kept_rows].tolist(), pa.string()),
+        "kept_url": pa.array([url or None for url in urls[kept_rows].tolist()], pa.string()),
+        "removed_ids": pa.ListArray.from_arrays(offsets, pa.array(ids[removed_rows].tolist(), pa.string())),
+        "removed_reasons": pa.ListArray.from_arrays(offsets, pa.array(reason[removed_rows].tolist(), pa.string())),
+    }, schema=CLUSTERS_SCHEMA)
+    atomic_write_parquet(storage_path(directory) / f"part-{partition:05d}.parquet", table)
+    kept_id_of = dict(zip(roots.tolist(), ids[kept_rows].tolist()))
+    summary: dict = {"clusters": len(roots), "dropped": {}, "examples": []}
+    for name in sorted(set(reason[removed_rows].tolist())):
+        chosen = removed_rows[reason[removed_rows] == name]
+        summary["dropped"][name] = len(chosen)
+        for row in chosen[np.argsort(key[chosen], kind="stable")][:EXAMPLES_PER_REASON].tolist():
+            original = order[row]
+            summary["examples"].append({
+                "key": int(key[row]), "outcome": "dropped", "reason": name,
+                "source": group["source"][original] or None,
+                "offset": int(group["offset"][original]) if group["offset"][original] >= 0 else None,
+                "url": urls[row] or None, "detail": f"cluster {int(cluster[row])}: kept {kept_id_of[int(cluster[row])]}",
+            })
+    return {"summary": np.array([json.dumps(summary)], dtype=object)}
+
+
+def _first_examples(summaries: list[dict]) -> list[dict]:
+    """The first EXAMPLES_PER_REASON removed documents of each reason in input order (by key), from the examples
+    each clusters partition sent (its first ones of each reason)."""
+    examples = sorted((example for summary in summaries for example in summary["examples"]),
+                      key=lambda example: (example["reason"], example["key"]))
+    taken: Counter[str] = Counter()
+    chosen = []
+    for example in examples:
+        if taken[example["reason"]] < EXAMPLES_PER_REASON:
+            taken[example["reason"]] += 1
+            chosen.append({name: value for name, value in example.items() if name != "key"})
+    return chosen
+
+
+def _filter_and_cluster(items: list[dict], run: RunDir, rejects: bool, partitions: int, options: dict,
+                        in_process: bool) -> list[dict]:
+    """Each part filtered by its members (one task per part), the members shuffled by cluster, each partition's
+    clusters written: the partitions' summaries, one small value per partition."""
+    filter_settings = {"documents_out": str(run.dedup_documents),
+                       "rejects_out": str(run.rejects / "dedup") if rejects else None, "partitions": partitions}
+    clusters = str(run.dedup / "clusters")
+    if in_process:
+        rows = [_filter_part({name: np.array([item[name]]) for name in item}, **filter_settings) for item in items]
+        merged = {name: np.concatenate([_column(row[name]) for row in rows]) for name in rows[0]} if rows else {}
+        summaries = []
+        for partition in np.unique(merged.get("partition", np.empty(0, np.int64))).tolist():
+            chosen = merged["partition"] == partition
+            summaries.append(_write_clusters({name: values[chosen] for name, values in merged.items()}, clusters))
+        return [json.loads(str(summary["summary"][0])) for summary in summaries]
+    import ray.data
+
+    written = (
+        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        .map_batches(_filter_part, fn_kwargs=filter_settings, batch_size=1, batch_format="numpy", **options)
+        .groupby("partition", num_partitions=partitions)
+        .map_groups(_write_clusters, fn_kwargs={"directory": clusters}, batch_format="numpy", **options)
+    )
+    return [json.loads(str(summary)) for summary in _collect(written, ("summary",))["summary"]]
+
+
+def _column(values: np.ndarray | list) -> np.ndarray:
+    """A batch column as an array; a list (of shingle arrays, say) as an object array, one element per row."""
+    if isinstance(values, np.ndarray):
+        return values
+    column = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        column[index] = value
+    return column
 
 
 def _map_parts(function: Callable, items: list[dict], fn_kwargs: dict, columns: tuple[str, ...], options: dict,
@@ -218,16 +336,6 @@ def _map_parts(function: Callable, items: list[dict], fn_kwargs: dict, columns: 
     )
 
 
-def _column(values: np.ndarray | list) -> np.ndarray:
-    """A batch column as an array; a list (of shingle arrays, say) as an object array, one element per row."""
-    if isinstance(values, np.ndarray):
-        return values
-    column = np.empty(len(values), dtype=object)
-    for index, value in enumerate(values):
-        column[index] = value
-    return column
-
-
 def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bool, workers: int,
               options: dict | None = None, in_process: bool = False, step: StepReport = no_steps) -> StageTally:
     """Deduplicate the documents under `source` into run.dedup; returns the stage's counts. `options`: what each
@@ -243,131 +351,39 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
         # (Ray's push-based variant is the choice for clusters shuffling terabytes).
         DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     parts = _part_files(source)
+    names = [storage_path(path).name for path in parts]
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
-    graph = _load_graph(run, parts)
+    graph = _load_graph(run, names)
     if graph is None:
         step("signatures", len(parts), "parts")
-        graph = (_duplicate_graph_in_process(config, items) if in_process
-                 else _duplicate_graph(config, items, workers, options, step))
-        _save_graph(run, parts, graph)
+        graph = (_duplicate_graph_in_process(config, items, run, names) if in_process
+                 else _duplicate_graph(config, items, workers, options, run, names, step))
+        atomic_write_json(_graph_file(run), graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
-    clusters, reasons = _clusters_of(graph)
-    removed = clusters.removed
+    with_members = set(graph["with_members"])
+    for item, name in zip(items, names):
+        item["members"] = str(run.dedup / MEMBERS / name) if name in with_members else ""
     step("filter", len(parts), "parts")
-    members = _map_parts(
-        _filter_part,
-        items,
-        {
-            "documents_out": str(run.dedup_documents), "rejects_out": str(run.rejects / "dedup") if rejects else None,
-            "members": clusters.members, "removed": removed, "removed_reason": reasons,
-            "cluster_of_member": clusters.cluster,
-        },
-        ("key", "id", "url", "source", "offset", "cluster"),
-        options,
-        in_process,
-    )
-    atomic_write_parquet(run.dedup / "clusters.parquet", _clusters_table(clusters, members, removed, reasons))
-    tally = StageTally("dedup", rows_in=documents, kept=documents - len(removed), seconds=time.monotonic() - started)
-    for reason, count in zip(*np.unique(reasons, return_counts=True)):
-        tally.dropped[str(reason)] = int(count)
-    tally.examples = _examples(clusters, members, removed, reasons)
+    summaries = _filter_and_cluster(items, run, rejects, partitions, options, in_process)
+    dropped: Counter[str] = Counter()
+    for summary in summaries:
+        dropped.update(summary["dropped"])
+    tally = StageTally("dedup", rows_in=documents, kept=documents - sum(dropped.values()),
+                       seconds=time.monotonic() - started)
+    tally.dropped.update(dict(sorted(dropped.items())))
+    tally.examples = _first_examples(summaries)
     atomic_write_json(run.dedup / "_done.json", {"stage": tally.to_dict(), "partitions": partitions,
-                                                  "clusters": int(len(clusters.kept)), "parts": len(parts),
-                                                  "graph_resumed": bool(graph.get("resumed", False))})
+                                                  "clusters": sum(summary["clusters"] for summary in summaries),
+                                                  "parts": len(parts), "graph_resumed": bool(graph.get("resumed"))})
     return tally
 
 
-def _verified(near: dict, items: list[dict], config: DedupConfig, partitions: int, options: dict) -> dict:
-    """Keep the candidate pairs whose real shingle Jaccard reaches the configured threshold."""
-    import ray.data
-
-    shingled = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        _shingle_rows, fn_kwargs={"config": config, "edge_heads": near["head"], "edge_tails": near["tail"]},
-        batch_size=1, batch_format="numpy", **options,
-    ).map_batches(lambda b: {**b, "bucket": b["pair"] % partitions}, batch_format="numpy", **options)
-    scored = _collect(shingled.groupby("bucket", num_partitions=partitions).map_groups(_pair_similarity, batch_format="numpy", **options),
-                      ("pair", "jaccard"))
-    good = scored["pair"][scored["jaccard"] >= config.verify_jaccard]
-    return {"head": near["head"][good], "tail": near["tail"][good]}
-
-
-def _clusters_of(graph: dict) -> tuple[Clusters, np.ndarray]:
-    """The clusters of the saved members (sorted by key), numbered in the order of their smallest member (a
-    cluster's root), and the reason of each removed member: exact_duplicate when its normalised text equals the
-    kept one's, else near_duplicate."""
-    keys, kept, exact = graph["member_key"], graph["member_kept"], graph["member_exact"]
-    roots, cluster = np.unique(graph["member_root"], return_inverse=True)
-    kept_of_cluster = np.empty(len(roots), dtype=np.uint64)
-    kept_of_cluster[cluster] = kept
-    is_removed = keys != kept
-    reasons = np.where(exact[is_removed], "exact_duplicate", "near_duplicate").astype(object)
-    return Clusters(keys, cluster.astype(np.int64), kept_of_cluster), reasons
-
-
-def _members_in_process(heads: np.ndarray, tails: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
-    """pipeline/components.py's steps on one partition: the star steps, the join with the documents, the keep rule."""
-    from pipeline.components import cluster_members_local, star_components_local
-
-    larger, smaller, _ = star_components_local(heads, tails)
-    members = cluster_members_local(larger, smaller, rows)
-    return _sorted_members(members["key"], members["cluster"], members["kept"], members["exact"])
-
-
-def _sorted_members(keys: np.ndarray, roots: np.ndarray, kept: np.ndarray, exact: np.ndarray) -> dict:
-    order = np.argsort(keys, kind="stable")
-    return {"member_key": keys[order].astype(np.uint64), "member_root": roots[order].astype(np.uint64),
-            "member_kept": kept[order].astype(np.uint64), "member_exact": exact[order].astype(bool)}
-
-
-def _clusters_table(clusters: Clusters, members: dict, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
-    """One row per cluster: its kept document and the removed ones with their reasons. Vectorised (no per-member
-    Python objects beyond the id strings), since a big run has hundreds of millions of members."""
-    if not len(clusters.kept):
-        return CLUSTERS_SCHEMA.empty_table()
-    order = np.argsort(members["key"])
-    if not np.array_equal(members["key"][order], clusters.members):
-        raise RuntimeError("dedup: the documents parts changed while the run was deduplicating them")
-    ids, urls = members["id"][order], members["url"][order]
-    kept_index = np.searchsorted(clusters.members, clusters.kept)
-    is_removed = clusters.members != clusters.kept[clusters.cluster]
-    removed_order = np.flatnonzero(is_removed)[np.argsort(clusters.cluster[is_removed], kind="stable")]
-    sizes = np.bincount(clusters.cluster[is_removed], minlength=len(clusters.kept))
-    offsets = pa.array(np.concatenate(([0], np.cumsum(sizes))).astype(np.int32))
-    removed_reason = reasons[np.searchsorted(removed, clusters.members[removed_order])]
-    kept_urls = [url or None for url in urls[kept_index].tolist()]
-    return pa.table({
-        "cluster": pa.array(np.arange(len(clusters.kept), dtype=np.int64)),
-        "size": pa.array((sizes + 1).astype(np.int32)),
-        "kept_id": pa.array(ids[kept_index].tolist(), pa.string()),
-        "kept_url": pa.array(kept_urls, pa.string()),
-        "removed_ids": pa.ListArray.from_arrays(offsets, pa.array(ids[removed_order].tolist(), pa.string())),
-        "removed_reasons": pa.ListArray.from_arrays(offsets, pa.array(removed_reason.tolist(), pa.string())),
-    }, schema=CLUSTERS_SCHEMA)
-
-
-def _examples(clusters: Clusters, members: dict, removed: np.ndarray, reasons: np.ndarray) -> list[dict]:
-    """The first EXAMPLES_PER_REASON removed documents of each reason, with where they came from and which
-    document of which cluster was kept instead (for `pipeline stats` and stats/examples.parquet)."""
-    order = np.argsort(members["key"])
-    sorted_keys = members["key"][order]
-    examples = []
-    for reason in sorted(set(reasons.tolist())):
-        chosen = removed[reasons == reason][:EXAMPLES_PER_REASON]
-        rows = order[np.searchsorted(sorted_keys, chosen)]
-        kept_rows = order[np.searchsorted(sorted_keys, clusters.kept_for(chosen))]
-        for row, kept_row in zip(rows.tolist(), kept_rows.tolist()):
-            examples.append({
-                "outcome": "dropped", "reason": str(reason), "source": members["source"][row] or None,
-                "offset": int(members["offset"][row]) if members["offset"][row] >= 0 else None,
-                "url": members["url"][row] or None,
-                "detail": f"cluster {int(members['cluster'][row])}: kept {members['id'][kept_row]}",
-            })
-    return examples
-
-
-def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[str, np.ndarray]:
+def _duplicate_graph_in_process(config: DedupConfig, items: list[dict], run: RunDir,
+                                names: list[str]) -> dict:
     """_duplicate_graph's steps in this process on the whole input at once: every document's row in one array
     (fine for the small runs this is used for), each shuffle a single group."""
+    from pipeline.components import cluster_members_local, star_components_local
+
     columns = ("key", "length", "text_hash") + tuple(f"band_{band}" for band in range(config.minhash.bands)
                                                      if config.near)
     rows = _map_parts(_signature_rows, items, {"config": config}, columns, {}, in_process=True)
@@ -375,27 +391,48 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict]) -> dict[
     partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, 1)
     empty = {"head": np.empty(0, np.uint64), "tail": np.empty(0, np.uint64)}
     exact = _exact_edges(rows) if config.exact and documents else empty
-    exact = dict(zip(("head", "tail"), unique_pairs(exact["head"], exact["tail"])))
     near = empty
     if config.near and documents:
-        near = _near_edges(_band_rows(rows, config.minhash.bands, partitions, np.unique(exact["tail"])))
+        near = _near_edges(_band_rows(rows, config.minhash.bands, partitions, np.empty(0, np.uint64)))
         if config.verify_jaccard is not None and len(near["head"]):
-            shingled = _map_parts(_shingle_rows, items, {"config": config, "edge_heads": near["head"],
-                                                         "edge_tails": near["tail"]}, ("pair", "side", "shingles"),
-                                  {}, in_process=True)
-            scored = _pair_similarity(shingled)
-            good = scored["pair"][scored["jaccard"] >= config.verify_jaccard]
-            near = {"head": near["head"][good], "tail": near["tail"][good]}
-    heads = np.concatenate([exact["head"], near["head"]])
-    tails = np.concatenate([exact["tail"], near["tail"]])
-    return {"documents": np.array(documents), "partitions": np.array(partitions),
-            **_members_in_process(heads, tails, rows)}
+            near = _verified_local(near, [item["path"] for item in items], config)
+    larger, smaller = oriented(np.concatenate([exact["head"], near["head"]]),
+                               np.concatenate([exact["tail"], near["tail"]]))
+    stars = dict(zip(("larger", "smaller"), star_components_local(larger, smaller)[:2]))
+    members = cluster_members_local(stars["larger"], stars["smaller"], rows)
+    parts = key_part(members["key"])
+    written = [_write_part_members({name: values[parts == part] for name, values in members.items()},
+                                   str(run.dedup / MEMBERS), names)
+               for part in np.unique(parts).tolist()]
+    return _graph_summary(documents, partitions, names, written)
 
 
-def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict,
-                     step: StepReport = no_steps) -> dict[str, np.ndarray]:
-    """Signatures, the exact and near shuffles, the optional Jaccard check, connected components and the keep
-    rule, on Ray: the members of every cluster (key, cluster root, kept key, exact), which alone reach the driver."""
+def _write_part_members(group: dict, directory: str, names: list[str]) -> dict:
+    """The cluster members of one documents part, sorted by key, as dedup/_members/<part name>: what that part's
+    filter task reads (the join of removed documents with their parts)."""
+    part = int(key_part(group["key"][:1])[0])
+    order = np.argsort(group["key"], kind="stable")
+    atomic_write_parquet(storage_path(directory) / names[part], pa.table({
+        "key": pa.array(group["key"][order].astype(np.uint64)),
+        "cluster": pa.array(group["cluster"][order].astype(np.uint64)),
+        "kept": pa.array(group["kept"][order].astype(np.uint64)),
+        "exact": pa.array(group["exact"][order].astype(bool)),
+    }, schema=MEMBERS_SCHEMA))
+    return {"part": np.array([part]), "members": np.array([len(order)])}
+
+
+def _graph_summary(documents: int, partitions: int, names: list[str], written: list[dict]) -> dict:
+    """What the graph steps leave for the rest of the stage, and for a resumed run: a few numbers and the names of
+    the parts that have member files."""
+    with_members = sorted({names[int(part)] for batch in written for part in batch["part"].tolist()})
+    return {"documents": documents, "partitions": partitions, "parts": names, "with_members": with_members,
+            "members": int(sum(int(batch["members"].sum()) for batch in written))}
+
+
+def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict, run: RunDir,
+                     names: list[str], step: StepReport = no_steps) -> dict:
+    """Signatures, the exact and near shuffles, the optional Jaccard check, connected components, the keep rule and
+    the members' shuffle by part into their files, on Ray: the driver holds dataset handles and counts."""
     import pyarrow as pa
     import ray.data
 
@@ -429,11 +466,8 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
         near = banded.groupby("partition", num_partitions=partitions).map_groups(
             _near_edges, batch_format="numpy", **options)
         if config.verify_jaccard is not None:
-            pairs = _collect_edges(near)
-            if len(pairs["head"]):
-                step("verify", len(pairs["head"]), "pairs")
-                pairs = _verified(pairs, items, config, partitions, options)
-            near = ray.data.from_arrow(pa.table({"head": pairs["head"], "tail": pairs["tail"]}))
+            step("verify", documents, "documents")
+            near = _verified(near, [item["path"] for item in items], config, partitions, options)
         edges.append(near)
     step("clusters", documents, "documents")
     union = edges[0].union(*edges[1:]) if len(edges) > 1 else edges[0]
@@ -441,30 +475,25 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
         union.map_batches(lambda b: dict(zip(("larger", "smaller"), oriented(b["head"], b["tail"]))),
                           batch_format="numpy", **options),
         partitions, options)
-    members = _collect(cluster_members(stars, rows.select_columns(["key", "length", "text_hash"]), partitions,
-                                       options), ("key", "cluster", "kept", "exact"))
-    return {"documents": np.array(documents), "partitions": np.array(partitions),
-            **_sorted_members(members["key"], members["cluster"], members["kept"], members["exact"])}
+    members = cluster_members(stars, rows.select_columns(["key", "length", "text_hash"]), partitions, options)
+    by_part = members.map_batches(lambda batch: {**batch, "part": key_part(batch["key"])}, batch_format="numpy",
+                                  **options)
+    written = by_part.groupby("part", num_partitions=max(1, min(len(items), partitions))).map_groups(
+        _write_part_members, fn_kwargs={"directory": str(run.dedup / MEMBERS), "names": names},
+        batch_format="numpy", **options)
+    return _graph_summary(documents, partitions, names, [_collect(written, ("part", "members"))])
 
 
 def _graph_file(run: RunDir) -> StoragePath:
-    return run.dedup / "_graph.npz"
+    return run.dedup / MEMBERS / "_done.json"
 
 
-def _save_graph(run: RunDir, parts: list[str], graph: dict[str, np.ndarray]) -> None:
-    """The stage's one expensive intermediate: a re-run after a crash in the steps that follow starts from it."""
-    buffer = io.BytesIO()
-    np.savez(buffer, parts=np.array([storage_path(p).name for p in parts]), **graph)
-    atomic_write_bytes(_graph_file(run), buffer.getvalue())
-
-
-def _load_graph(run: RunDir, parts: list[str]) -> dict[str, np.ndarray] | None:
-    """The saved graph, when it was made from these same parts (the run's config is checked by the runner)."""
+def _load_graph(run: RunDir, names: list[str]) -> dict | None:
+    """What the graph steps left (dedup/_members/_done.json), when they ran on these same parts (the run's
+    config is checked by the runner): a run that died after them resumes from there."""
     if not _graph_file(run).exists():
         return None
-    with np.load(io.BytesIO(_graph_file(run).read_bytes()), allow_pickle=False) as saved:
-        graph = {name: saved[name] for name in saved.files}
-    if graph.pop("parts").tolist() != [storage_path(p).name for p in parts] or "member_key" not in graph:
-        return None  # other parts, or the edges an earlier version saved
-    graph["resumed"] = np.array(True)
-    return graph
+    graph = json.loads(_graph_file(run).read_text())
+    if graph.get("parts") != names:
+        return None
+    return {**graph, "resumed": True}

@@ -95,7 +95,7 @@ class Run:
             "rejects": self._parts(self.run_dir.rejects),
             "dedup_documents": self._parts(self.run_dir.dedup_documents),
             "dedup_rejects": self._parts(self.run_dir.rejects / "dedup"),
-            "clusters": [str(self.run_dir.dedup / "clusters.parquet")],
+            "clusters": self._parts(self.run_dir.dedup / "clusters"),
             "shards": [str(p) for p in (self.run_dir.shards.glob("*.parquet") if self.run_dir.shards.exists() else [])],
         }
         paths.update({name: [str(self.run_dir.stats / f"{name}.parquet")]
@@ -193,14 +193,22 @@ class Run:
         return frame.rename_axis(column).reset_index()[[column, "kept", "dropped"]]
 
     # ------------------------------------------------------------------------------- global stages
-    def clusters(self) -> pd.DataFrame:
-        """dedup/clusters.parquet: one row per duplicate cluster (kept id and url, removed ids and reasons)."""
-        path = self.run_dir.dedup / "clusters.parquet"
-        return read_parquet(path).to_pandas() if path.exists() else pd.DataFrame()
+    def clusters(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """dedup/clusters/: one row per duplicate cluster (cluster: its smallest member's key; size; kept id and url;
+        removed ids and reasons), sorted by cluster. `columns`: read only these from the part files (the lists of
+        removed ids are most of the bytes); for a run too big for memory, read parquet_paths()["clusters"] lazily
+        with polars or duckdb."""
+        paths = sorted(self._parts(self.run_dir.dedup / "clusters"))
+        if not paths:
+            return pd.DataFrame()
+        wanted = None if columns is None else list(dict.fromkeys(["cluster", *columns]))
+        frame = pa.concat_tables([read_parquet(path, wanted) for path in paths]).to_pandas()
+        frame = frame.sort_values("cluster", ignore_index=True)
+        return frame if columns is None else frame[columns]
 
     def cluster_sizes(self) -> pd.DataFrame:
         """How many duplicate clusters there are of each size (documents in the cluster, the kept one included)."""
-        clusters = self.clusters()
+        clusters = self.clusters(columns=["size"])
         if clusters.empty:
             return pd.DataFrame(columns=["size", "clusters"])
         return clusters["size"].value_counts().sort_index().rename_axis("size").reset_index(name="clusters")

@@ -693,10 +693,10 @@ def _reasons_table(run: Run, examples_per_reason: int = 2) -> str:
 
 
 def _clusters_table(run: Run, top: int = 10) -> str:
-    clusters = run.clusters()
+    clusters = run.clusters(columns=["size", "kept_url", "kept_id"])
     if clusters.empty:
         return ""
-    largest = clusters.sort_values("size", ascending=False).head(top)
+    largest = clusters.sort_values("size", ascending=False, kind="stable").head(top)
     columns = [c for c in ("size", "kept_url", "kept_id") if c in largest]
     return f"<p>The {len(largest)} largest clusters:</p>" + _table(largest[columns])
 

@@ -41,7 +41,13 @@ def kept(result) -> pd.DataFrame:
 
 
 def clusters(result) -> pd.DataFrame:
-    return pd.read_parquet(result.run_dir / "dedup" / "clusters.parquet")
+    return read_clusters(result.run_dir)
+
+
+def read_clusters(run_dir: Path) -> pd.DataFrame:
+    """dedup/clusters/, its part files together, by cluster."""
+    table = ds.dataset(run_dir / "dedup" / "clusters", format="parquet").to_table()
+    return table.to_pandas().sort_values("cluster", ignore_index=True)
 
 
 def edited(words: list[str], rng: random.Random, vocabulary: list[str]) -> list[str]:
@@ -196,19 +202,20 @@ def test_a_dedup_that_dies_after_its_shuffles_resumes_from_the_saved_graph(tmp_p
     (tmp_path / "straight").mkdir()
     straight = dedup_run(tmp_path / "straight", [corpus])
 
-    real_table = dedup_runner._clusters_table
+    real_filter = dedup_runner._filter_and_cluster
     calls = []
 
     def dies_once(*args):
         calls.append(1)
         if len(calls) == 1:
-            raise MemoryError("killed while writing the clusters table")
-        return real_table(*args)
+            raise MemoryError("killed while filtering the parts")
+        return real_filter(*args)
 
-    monkeypatch.setattr(dedup_runner, "_clusters_table", dies_once)
+    monkeypatch.setattr(dedup_runner, "_filter_and_cluster", dies_once)
     (tmp_path / "crashed").mkdir()
     failed = dedup_run(tmp_path / "crashed", [corpus])
-    assert list(failed.failed_stages) == ["dedup"] and (failed.run_dir / "dedup" / "_graph.npz").exists()
+    graph = failed.run_dir / "dedup" / "_members" / "_done.json"
+    assert list(failed.failed_stages) == ["dedup"] and graph.exists()
     resumed = dedup_run(tmp_path / "crashed", [corpus])
     assert resumed.ok and json.loads((resumed.run_dir / "dedup" / "_done.json").read_text())["graph_resumed"]
     assert sorted(kept(resumed)["id"]) == sorted(kept(straight)["id"]) and len(kept(straight)) == 21
@@ -247,8 +254,7 @@ def test_a_small_run_deduplicates_in_process_without_ray_with_the_ray_runs_outpu
         ours = ds.dataset(local / name, format="parquet").to_table().sort_by("id")
         theirs = ds.dataset(on_ray.run_dir / name, format="parquet").to_table().sort_by("id")
         assert ours.equals(theirs), name
-    assert pd.read_parquet(local / "dedup" / "clusters.parquet").equals(
-        pd.read_parquet(on_ray.run_dir / "dedup" / "clusters.parquet"))
+    assert read_clusters(local).equals(read_clusters(on_ray.run_dir))
     local_dedup = json.loads((local / "dedup" / "_done.json").read_text())["stage"]
     ray_dedup = json.loads((on_ray.run_dir / "dedup" / "_done.json").read_text())["stage"]
     assert {k: local_dedup[k] for k in ("rows_in", "kept", "dropped")} == \
