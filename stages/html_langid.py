@@ -1,12 +1,11 @@
 """Language screen on the raw page, before extraction: skip the pages that are plainly in a language the run drops.
 
-Extraction is most of a run's per-document cost (trafilatura: about 35 ms a page here), and most of a crawl is not
-in the language a run keeps (Common Crawl is under half English). lid.176 on a sample of the page's visible text (the
-body without scripts, styles, comments and tags: 2-3 ms a page) tells those pages apart well enough to leave them
-unextracted. The screen is loose on purpose: a page is dropped as `other_language` only when every kept language
-scores under `min_probability` in the sample, and the langid stage after extraction still decides on the main text.
-On the 879 real pages of ../shared/data at the default 0.01, the screen skips 588 (67%) and loses 1 of the 241 pages
-that langid keeps as English after extraction: a German holiday-let page whose English description scored 0.71.
+Extraction is most of a run's per-document cost, and most of a crawl is not in the language a run keeps (Common
+Crawl is under half English). lid.176 on a sample of the page's visible text (the body without scripts, styles,
+comments and tags: far cheaper than extraction) tells those pages apart well enough to leave them unextracted. The
+screen is loose on purpose: a page is dropped as `other_language` only when every kept language scores under
+`min_probability` in the sample, and the langid stage after extraction still decides on the main text. What it
+skips and loses on real pages: README, Performance.
 
 Decoding, parsing and scoring run in a child process killed at a per-page time limit (stages/sandbox.py, as in
 extract): the parser is linear, but it is C code that nothing else can interrupt, and one hostile page must not stall

@@ -11,7 +11,7 @@ IPs, grades phone numbers (one that is valid and grouped as written in one of `p
 is only possible needs a phone word near it), and resolves overlaps between types so that each character is
 replaced at most once.
 
-Speed: most web pages hold no PII, and Presidio reads 0.2-0.5 MB/s. Cheap regular expressions first find the
+Speed: most web pages hold no PII, and Presidio is slow on long text. Cheap regular expressions first find the
 stretches of text that could hold an entity ('@' before a word character, 7+ digits with separators that are not a
 date, dotted quads, colon-separated hex groups, an upper-case country code with check digits and groups). Presidio
 analyses only those stretches, widened to whole words, and only for the types they can hold; a document without any
@@ -70,7 +70,7 @@ class CandidateKind:
     """Stretches of text that may hold entities of `types`: matches of `pattern` that do not fully match `unless`.
 
     A match must hold enough of an entity that, widened to whole words, it holds all of it; and the pattern must be
-    cheap on text without any, as it reads every document (the `regex` module scans these 2-6x faster than `re`).
+    cheap on text without any, as it reads every document (the `regex` module scans these faster than `re`).
     """
 
     pattern: regex.Pattern
@@ -134,7 +134,7 @@ class PiiConfig(StageConfig):
         description="Regions (ISO 3166 codes) whose national number formats are recognised (Presidio "
         "PhoneRecognizer supported_regions); numbers written with +country code are found whatever the list, and "
         "so are numbers of other regions with a phone word near them. Each region costs one more libphonenumber "
-        "pass over every phone candidate (about 15% of the stage's time on real pages), and a region without a "
+        "pass over every phone candidate, and a region without a "
         "national trunk prefix (PL, ...) makes many plain digit groups valid numbers.",
     )
     phone_context: list[str] = Field(
@@ -213,8 +213,8 @@ def build_analyzer(config: PiiConfig):
     """Presidio's AnalyzerEngine with the recognizers of the configured types only, working offline."""
     # Presidio needs no torch here (pattern recognizers on the NoOp engine), but with torch installed (the train
     # extra) its import pulled torch into every worker twice over: presidio's device detection for its
-    # transformer engines, and spaCy's thinc, which imports torch whenever it can. That was 1-3 s of start-up
-    # and about 300 MB per worker (and CUDA initialised on a GPU node). A device the user set is kept, and a
+    # transformer engines, and spaCy's thinc, which imports torch whenever it can: seconds of start-up and
+    # hundreds of MB per worker (and CUDA initialised on a GPU node). A device the user set is kept, and a
     # configured spaCy pipeline (ner_model) gets torch as usual.
     os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
     with _torch_hidden(config.ner_model is None):

@@ -6,11 +6,11 @@ alone, so that a notebook can re-threshold saved signals the same way (see `Rule
 
 Words. The published rules count words as a tokenizer sees them, punctuation included: datatrove, FineWeb's reference
 implementation, uses spaCy's blank English tokenizer for every language. `split_words` follows the same conventions
-without spaCy, ten to forty times faster, and splits 99.99% of the whitespace-separated chunks of real extracted web
-pages as spaCy does: punctuation, quotes, brackets, currency signs and emoji come off a chunk's edges one by one; a
-final "." comes off after a lower-case letter, a digit or punctuation, so that "U.S." and "A." stay whole; a few marks
-split a chunk from inside ("well-known" -> "well", "-", "known"; "end.Start"; "a,b"; "km/h"; "1-2"; "a...b"; emoji);
-English contractions split ("do", "n't"; "John", "'s"); common abbreviations ("Mr.", "e.g.") and URLs stay whole. Web
+without spaCy, many times faster, and splits nearly all whitespace-separated chunks of real extracted web pages as
+spaCy does (README, Performance): punctuation, quotes, brackets, currency signs and emoji come off a chunk's edges
+one by one; a final "." comes off after a lower-case letter, a digit or punctuation, so that "U.S." and "A." stay
+whole; a few marks split a chunk from inside ("well-known" -> "well", "-", "known"; "end.Start"; "a,b"; "km/h";
+"1-2"; "a...b"; emoji); English contractions split ("do", "n't"; "John", "'s"); common abbreviations ("Mr.", "e.g.") and URLs stay whole. Web
 text repeats its chunks, so each distinct chunk is split once per process (up to `_CACHE_LIMIT` of them).
 
 Sentences (C4's minimum) end where spaCy's rule-based sentencizer ends them: at a token that is a sentence terminal
