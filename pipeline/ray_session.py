@@ -10,10 +10,13 @@ groups of their own) go on for seconds. So the driver starts a watchdog: a small
 that notes the processes Ray started (the driver's children that `ray.init` added) and their descendants while
 the driver lives, and kills the ones still running once it is gone. Nothing else the driver started (in a
 notebook, say) is touched. It knows processes by pid and start time, never signalling one that reuses a pid.
+
+Once connected, `gcs_address` says which cluster the run used and `submit_task` runs a function as a Ray task.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -79,6 +82,25 @@ def connect_ray(address: str | None, object_store_mb: int | None = None) -> bool
         if handler is not None:
             signal.signal(number, handler)
     return True
+
+
+def gcs_address() -> str:
+    """The address of the connected Ray cluster (its GCS), as the run's summary reports it."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def submit_task(function, *args):
+    """Run `function` as a Ray task (the arguments that are references arrive as their values)."""
+    return _remote_function(function).remote(*args)
+
+
+@functools.cache
+def _remote_function(function):
+    import ray
+
+    return ray.remote(function)
 
 
 def start_watchdog(processes: set[tuple[int, int]]) -> subprocess.Popen | None:

@@ -1,8 +1,8 @@
 """Files the workers need, staged in the run directory: the one storage a cluster's workers are sure to share.
 
-A stage's `prepare` runs once, on the driver, and leaves its settings naming files that may exist only there: the
-fastText model in the driver's cache, a classifier it trained, a word list on its disk. Every setting a stage lists
-in `file_settings` is staged: the file is copied to <run>/_assets/<sha256 prefix>-<file name> (atomically; a file
+A stage's `prepare` runs once, on the driver (`prepare_stages`), and leaves its settings naming files that may exist
+only there: the fastText model in the driver's cache, a classifier it trained, a word list on its disk. Every setting
+a stage lists in `file_settings` is staged: the file is copied to <run>/_assets/<sha256 prefix>-<file name> (atomically; a file
 already staged under that name is not copied again, since the name carries its checksum), and the setting the
 workers get becomes a reference to it, `staged:_assets/<name>#sha256=<hex>`.
 
@@ -21,9 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
+from pipeline.config import ConfigError, RunConfig
 from pipeline.io.atomic import publish_file
 from pipeline.io.download import cache_base, file_sha256
 from pipeline.io.storage import RemotePath, StoragePath
+from pipeline.run_dir import RunDir
+from stages import STAGES
+from stages.base import StageSetupError
 
 if TYPE_CHECKING:
     from stages.base import StageConfig
@@ -64,6 +68,24 @@ def local_asset(reference: str, run_root: StoragePath) -> Path:
             return target
         _copy_checked(run_root / name, target, checksum)
     return target
+
+
+def prepare_stages(config: RunConfig, run: RunDir) -> dict:
+    """Let each stage fetch or build what it needs, once, on the driver; returns the config workers get, in which
+    the files the stages name are staged in the run directory, not driver paths.
+
+    A stage that cannot be set up stops the run here, before any work, with the setting at fault named.
+    """
+    resolved = config.resolved()
+    for index, (name, settings) in enumerate(config.stage_settings()):
+        try:
+            prepared = STAGES[name].prepare(settings, run.root)
+        except StageSetupError as exc:
+            where = f"stages[{index}].{name}" + (f".{exc.setting}" if exc.setting else "")
+            raise ConfigError(f"{where}: {exc.message}") from None
+        staged = staged_settings(prepared, STAGES[name].file_settings, run.root)
+        resolved["stages"][index] = {name: staged.model_dump(mode="json")}
+    return resolved
 
 
 def staged_settings(settings: StageConfig, file_settings: tuple[str, ...], run_root: StoragePath) -> StageConfig:

@@ -1,9 +1,18 @@
-"""The funnel and the input files as text: the one-screen summary at the end of a run and the output of
-`pipeline stats`."""
+"""What a run says of itself when it ends: the one-screen summary printed after `pipeline run` (`print_result`),
+whose funnel and input files are also the output of `pipeline stats`, and the fields of stats/summary.json
+(`run_summary`)."""
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
+from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
+
+if TYPE_CHECKING:
+    from pipeline.config import RunConfig
+    from pipeline.runner import RunResult
 
 REASONS_SHOWN = 8
 
@@ -80,3 +89,80 @@ def records_read(funnel: list[StageTally]) -> int:
 
 def documents_kept(funnel: list[StageTally]) -> int:
     return funnel[-1].kept if funnel else 0
+
+
+def run_summary(config: RunConfig, result: RunResult) -> dict:
+    """The fields of stats/summary.json: what ran, where, how long, and what failed."""
+    return {
+        "name": config.name,
+        "run_dir": str(result.run_dir),
+        "units": result.units_total,
+        "units_resumed": result.units_resumed,
+        "failed_units": result.failed_units,
+        "failed_stages": result.failed_stages,
+        "records_read": records_read(result.funnel),
+        "documents": documents_kept(result.funnel),
+        "output": str(RunDir(result.run_dir).output_documents),
+        "wall_seconds": round(result.seconds, 3),
+        "executor": "in_process" if result.in_process else "ray",
+        "ray_address": result.ray_address,
+        "accounting_problems": result.accounting,
+        "input_files": result.input_files,
+    }
+
+
+def print_result(result: RunResult) -> None:
+    """The one-screen summary printed at the end of `pipeline run`."""
+    from pipeline.config import ConfigError
+
+    resumed = f", {result.units_resumed} done earlier" if result.units_resumed else ""
+    where = " in this process (a small input: no Ray started)" if result.in_process else ""
+    print(f"\nRun {result.run_dir} finished in {result.seconds:.1f} s{where}: {result.units_total} units{resumed}")
+    print(format_funnel(result.funnel))
+    if result.input_files:
+        print(format_input_files(result.input_files))
+    for problem in result.accounting:
+        print(f"ACCOUNTING ERROR: {problem}")
+    for unit_id, error in result.failed_units.items():
+        print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
+    documents = documents_kept(result.funnel)
+    output = RunDir(result.run_dir).output_documents
+    print(f"\n{documents:,} documents in {output}; statistics in {result.run_dir / 'stats'}")
+    manifest = RunDir(result.run_dir).shards / "manifest.json"
+    if manifest.exists():
+        shards = json.loads(manifest.read_text())
+        count = sum(len(split["shards"]) for split in shards["splits"].values())
+        tokenizer = RunDir(result.run_dir).tokenizer / "tokenizer.json"
+        asked = json.loads(tokenizer.read_text()).get("vocab_size_asked", 0) if tokenizer.exists() else 0
+        smaller = f" of the {asked:,} asked" if asked > shards["vocab_size"] else ""
+        print(f"{shards['tokens']:,} tokens ({shards['dtype']}, vocabulary {shards['vocab_size']:,}{smaller}) in "
+              f"{count} shards: {manifest}")
+    for name, error in result.failed_stages.items():
+        print(f"FAILED STAGE {name}: {error.splitlines()[0]}")
+    if result.failed_units:
+        print(f"{len(result.failed_units)} unit(s) failed; run the same command again to retry them.")
+    done = RunDir(result.run_dir).train / "_done.json"
+    if done.exists():
+        final = json.loads(done.read_text())["final"]
+        if final.get("val_loss") is not None:
+            print(f"GPT trained to step {final['step']}: validation loss {final['val_loss']:.3f} (perplexity "
+                  f"{final['val_perplexity']:.1f}); sample it: pipeline sample --checkpoint {done.parent}")
+    if result.failed_stages:
+        # A ConfigError, of any subclass (settings that do not fit the data), fails the same way on a retry. The
+        # stage's error text starts with its class name (`RayTaskError(Name)` from a Ray task); the class of an
+        # error that reached this process has been imported, so it is among the subclasses.
+        def kinds(cls: type) -> set[str]:
+            return {cls.__name__}.union(*(kinds(sub) for sub in cls.__subclasses__()))
+
+        settled = kinds(ConfigError)
+        names = {error.split(":", 1)[0].removeprefix("RayTaskError(").removesuffix(")")
+                 for error in result.failed_stages.values()}
+        if names <= settled:
+            print("A retry fails the same way: change what the error says (a setting, or the data), then run the "
+                  "same command again; finished steps are not redone.")
+        else:
+            print("Run the same command again to retry the failed stage; finished steps are not redone.")
+    if result.accounting:
+        print("The books of this run do not close (see ACCOUNTING ERROR above): its output is not to be trusted.")
+    if result.kept_entries:
+        print(f"--overwrite left what a run does not write in {result.run_dir}: {', '.join(result.kept_entries)}")

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.io.atomic import atomic_write_json, json_bytes  # noqa: E402
 from pipeline.io.units import Unit  # noqa: E402
 from pipeline.plan import load_plan, save_plan  # noqa: E402
-from pipeline.runner import CountDeltas, UnitCounts  # noqa: E402
 from pipeline.stats import (StageTally, accounting_problems, marker_unit_rows, merge_markers,  # noqa: E402
                             merge_tallies, unit_accounting)
+from pipeline.unit_counts import CountDeltas, UnitCounts  # noqa: E402
 
 STAGES = ("read", "extract", "langid", "quality", "c4")
 BATCHES_PER_UNIT = 4  # progress reports per unit
@@ -210,10 +210,10 @@ def bench_merge(run_root: Path, unit_ids: list[str], ray_cpus: int, repeat: int,
         import ray
 
         ray.init(num_cpus=ray_cpus, include_dashboard=False, logging_level="ERROR")
-        from pipeline.runner import _submit_task
+        from pipeline.ray_session import submit_task
 
         def on_ray():
-            merged["ray"], merged["plan"] = merge_markers(str(run_root), unit_ids, _submit_task, ray.get)
+            merged["ray"], merged["plan"] = merge_markers(str(run_root), unit_ids, submit_task, ray.get)
 
         on_ray()  # workers started and the functions exported before the clock runs
         measure(f"tree merge, Ray tasks ({ray_cpus} CPUs)", on_ray, repeat, results)

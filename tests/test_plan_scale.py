@@ -15,8 +15,8 @@ from pipeline.config import RunConfig
 from pipeline.io.atomic import atomic_write_json
 from pipeline.plan import AUTO_MAX_BYTES, AUTO_MIN_BYTES, MB, load_plan, save_plan, unit_bytes
 from pipeline.run_dir import RunDir
-from pipeline.runner import CountDeltas, UnitCounts
 from pipeline.stats import accounting_problems, merge_markers
+from pipeline.unit_counts import CountDeltas, UnitCounts
 
 _spec = importlib.util.spec_from_file_location("bench_plan", REPO / "scripts" / "bench_plan.py")
 bench = importlib.util.module_from_spec(_spec)
@@ -76,10 +76,10 @@ def test_the_merge_takes_log_fanout_of_the_batches_rounds(marked_run, batch_size
 def test_the_merge_runs_as_ray_tasks_with_the_same_result(marked_run, local_ray):
     import ray
 
-    from pipeline.runner import _submit_task
+    from pipeline.ray_session import submit_task
 
     root, unit_ids = marked_run
-    on_ray, plan = merge_markers(str(root), unit_ids, _submit_task, ray.get, batch_size=500, fanout=4)
+    on_ray, plan = merge_markers(str(root), unit_ids, submit_task, ray.get, batch_size=500, fanout=4)
     here, _ = merge_markers(str(root), unit_ids, batch_size=500, fanout=4)
     assert [t.to_dict() for t in on_ray.tallies] == [t.to_dict() for t in here.tallies]
     assert on_ray.unit_rows.equals(here.unit_rows) and plan.rounds == 2  # 10 batches, fanout 4

@@ -13,7 +13,7 @@ import termios
 import time
 
 from pipeline.progress import NoProgress, RunProgress, documents_detail, train_step
-from pipeline.runner import _worker_count
+from pipeline.unit_pool import worker_count
 
 STAGES = [{"stage": "read", "rows_in": 1004, "kept": 300}, {"stage": "extract", "rows_in": 300, "kept": 170},
           {"stage": "dedup", "rows_in": 170, "kept": 120}]
@@ -119,9 +119,9 @@ def test_quiet_shows_no_status_but_still_shows_warnings(capsys):
 
 def test_more_workers_than_the_cpus_run_as_many_as_fit_with_one_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline"):
-        assert _worker_count(8, 1.0, 2.0) == 2
-        assert _worker_count(2, 0.5, 2.0) == 2
-        assert _worker_count(None, 1.0, 4.0) == 4
+        assert worker_count(8, 1.0, 2.0) == 2
+        assert worker_count(2, 0.5, 2.0) == 2
+        assert worker_count(None, 1.0, 4.0) == 4
     warnings = [record.getMessage() for record in caplog.records]
     assert warnings == ["ray.workers = 8, but the cluster has 2 CPUs at 1 per worker: running 2 workers"]
 

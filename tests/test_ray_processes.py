@@ -121,7 +121,8 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
     from pipeline.plan import plan_inputs, plan_units
     from pipeline.progress import NoProgress
     from pipeline.run_dir import RunDir, open_run_dir
-    from pipeline.runner import WorkerSetupError, _process_units, prepare_stages
+    from pipeline.staged_assets import prepare_stages
+    from pipeline.unit_pool import WorkerSetupError, process_units
 
     words = tmp_path / "words.txt"
     words.write_text(f"idiot\n# {tmp_path}\n")  # bytes of this test only: no worker has a copy cached
@@ -137,7 +138,7 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
         assert len(units) > 10
         shutil.rmtree(run.root / "_assets")
         with pytest.raises(WorkerSetupError, match=r"AssetError: .*_assets/[0-9a-f]{16}-words.txt is missing"):
-            _process_units(units, worker_config, run, opened.fence, NoProgress())
+            process_units(units, worker_config, run, opened.fence, NoProgress())
     assert markers(run.root) == 0
 
 
