@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     decode = actions.add_parser("decode", help="print the text of the token ids given (or read from standard input)")
     for action in (encode, decode):
         action.add_argument("--model", required=True,
-                            help="a sentencepiece .model file, or a run directory (its tokenizer/tokenizer.model)")
+                            help="a sentencepiece .model or Hugging Face tokenizer.json file, or a run directory "
+                            "(its tokenizer)")
     encode.add_argument("--pieces", action="store_true", help="print the pieces beside the ids")
     encode.add_argument("texts", nargs="*")
     decode.add_argument("ids", nargs="*")
@@ -204,8 +205,9 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.verbose:
         logging.getLogger("pipeline").setLevel(logging.DEBUG)
-    from pipeline.runner import print_result, run_pipeline
+    from pipeline.runner import run_pipeline
     from pipeline.stats import StatsNotWritten
+    from pipeline.summary import print_result
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -332,23 +334,23 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
-    from stages.tokenizer import load_model
+    from stages.tokenizer_files import FILE_NAMES, TokenizerFileError, load_tokenizer
 
     model = Path(args.model)
     if model.is_dir():
-        model = next((c for c in (model / "tokenizer" / "tokenizer.model", model / "tokenizer.model") if c.is_file()),
-                     model / "tokenizer" / "tokenizer.model")
+        candidates = [folder / name for folder in (model / "tokenizer", model) for name in FILE_NAMES.values()]
+        model = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
     if not model.is_file():
         return _fail(f"{model}: no such tokenizer model")
     try:
-        processor = load_model(model.read_bytes())
-    except Exception as exc:
-        return _fail(f"{model}: not a sentencepiece model ({exc})")
+        tokenizer = load_tokenizer(model.read_bytes(), source=str(model))
+    except TokenizerFileError as exc:
+        return _fail(str(exc))
     if args.action == "encode":
         for text in args.texts or [sys.stdin.read()]:
-            ids = processor.encode(text)
+            ids = tokenizer.token_ids([text])[0]
             if args.pieces:
-                print(" ".join(f"{i}:{processor.id_to_piece(i)!r}" for i in ids))
+                print(" ".join(f"{i}:{tokenizer.piece(i)!r}" for i in ids))
             else:
                 print(" ".join(map(str, ids)))
         return 0
@@ -357,9 +359,9 @@ def _tokenizer(args: argparse.Namespace) -> int:
         ids = [int(word) for word in words]
     except ValueError:
         return _fail("decode takes integer token ids")
-    if any(not 0 <= i < processor.vocab_size() for i in ids):
-        return _fail(f"token ids must be in 0..{processor.vocab_size() - 1}")
-    sys.stdout.write(processor.decode(ids) + "\n")
+    if any(not 0 <= i < tokenizer.vocab_size for i in ids):
+        return _fail(f"token ids must be in 0..{tokenizer.vocab_size - 1}")
+    sys.stdout.write(tokenizer.decode(ids) + "\n")
     return 0
 
 

@@ -10,8 +10,9 @@ writers agree.
     <run>/rejects/part-<unit>.parquet     dropped and failed documents (when `rejects: true`)
     <run>/_done/<unit>.json            completion marker with the unit's counts
     <run>/dedup/documents/part-<unit>.parquet   deduplicated documents (when the run has a dedup stage)
-    <run>/dedup/clusters.parquet       duplicate clusters: kept id, removed ids and why
-    <run>/tokenizer/tokenizer.model    the run's sentencepiece BPE model (+ tokenizer.json: settings, sample)
+    <run>/dedup/clusters/part-*.parquet duplicate clusters: kept id, removed ids and why
+    <run>/tokenizer/tokenizer.model    the run's sentencepiece BPE model, or tokenizer.hf.json, a given Hugging
+                                       Face one (+ tokenizer.json, the run's description: kind, settings, sample)
     <run>/shards/                      token shards (.parquet, .arrow, .index.arrow) and manifest.json
     <run>/stats/                       merged statistics (funnel, reasons, units, examples, summary.json)
 
@@ -76,7 +77,8 @@ class RunDir:
 
     @property
     def dedup(self) -> StoragePath:
-        """documents/ (deduplicated parts), clusters.parquet, and _done.json once finished."""
+        """documents/ (deduplicated parts), clusters/ (one file per shuffle partition), _members/ (each part's
+        cluster members: what the filter joins with) and _done.json once finished."""
         return self.root / "dedup"
 
     @property
@@ -90,7 +92,8 @@ class RunDir:
 
     @property
     def tokenizer(self) -> StoragePath:
-        """tokenizer.model, tokenizer.json (settings, sample) and _done.json."""
+        """tokenizer.model (or a given Hugging Face tokenizer.hf.json), tokenizer.json (the run's description: kind,
+        settings, sample) and _done.json."""
         return self.root / "tokenizer"
 
     @property

@@ -9,7 +9,8 @@ One shard is three files, each written to a temporary name and renamed:
     <split>-<NNNNN>.index.arrow   Arrow IPC file: id, start (offset into the flat tokens), n_tokens, per document
 
 `manifest.json` beside them lists every shard with its counts and the sha256 of each file, the dtype, vocabulary
-size, end-of-document id, tokenizer path (relative, so a run directory can move) and the split settings.
+size, end-of-document id, tokenizer path (relative, so a run directory can move), kind and sha256, and the split
+settings.
 n_tokens counts the end-of-document token, so: manifest tokens = sum of Parquet n_tokens = length of the Arrow
 token arrays.
 """
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from pipeline.io.atomic import atomic_write_bytes, publish_file, temporary_path
 from pipeline.io.storage import StoragePath, local_copy, storage_path
+from stages.tokenizer_files import SENTENCEPIECE
 
 MANIFEST = "manifest.json"
 FORMAT = "ccpipeline-token-shards/1"
@@ -96,7 +98,11 @@ def write_manifest(directory: StoragePath, manifest: dict) -> None:
 
 
 def read_manifest(directory: str | StoragePath) -> dict:
-    return json.loads((storage_path(directory) / MANIFEST).read_text())
+    """The manifest; one written before tokenizers had kinds names a sentencepiece model, and says so."""
+    manifest = json.loads((storage_path(directory) / MANIFEST).read_text())
+    if "tokenizer" in manifest:
+        manifest["tokenizer"].setdefault("kind", SENTENCEPIECE)
+    return manifest
 
 
 def local_shards(directory: StoragePath, cache: Path | None = None) -> Path:

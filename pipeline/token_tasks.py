@@ -43,25 +43,26 @@ def slices(parts: list[str], shard_tokens: int) -> list[tuple[str, list[int]]]:
     return items
 
 
-_encoders: dict[str, Encoder] = {}  # per worker process: Ray reuses a worker for many tasks, the model loads once
+# per worker process: Ray reuses a worker for many tasks, the model loads once
+_encoders: dict[tuple[str, str | None], Encoder] = {}
 
 
-def _encoder(model: bytes) -> Encoder:
-    digest = hashlib.sha256(model).hexdigest()
-    if digest not in _encoders:
+def _encoder(model: bytes, eos_token: str | None) -> Encoder:
+    key = (hashlib.sha256(model).hexdigest(), eos_token)
+    if key not in _encoders:
         _encoders.clear()
-        _encoders[digest] = Encoder(model)
-    return _encoders[digest]
+        _encoders[key] = Encoder(model, eos_token)
+    return _encoders[key]
 
 
 @ray.remote
-def tokenize_slice(path: str, row_groups: list[int], number: int, model: bytes, config: dict,
+def tokenize_slice(path: str, row_groups: list[int], number: int, model: bytes, eos_token: str | None, config: dict,
                    directory: str) -> dict:
-    """Encode one slice of a documents part and write its shards (`<split>-<number>`, documents ordered by seeded
-    id hash, then id; a split without documents gets none). Returns the slice's counts and its shards' manifest
-    entries."""
+    """Encode one slice of a documents part with the tokenizer file `model` (its end-of-text token `eos_token`, None
+    for the file's own) and write its shards (`<split>-<number>`, documents ordered by seeded id hash, then id; a
+    split without documents gets none). Returns the slice's counts and its shards' manifest entries."""
     settings = TokenizeConfig.model_validate(config)
-    encoder = _encoder(model)
+    encoder = _encoder(model, eos_token)
     table = parquet_file(path).read_row_groups(row_groups, columns=["id", "text"])
     ids = table.column("id").to_pylist()
     texts = [text or "" for text in table.column("text").to_pylist()]

@@ -3,9 +3,11 @@
 tokenizer: a bottom-k sample of the documents by seeded id hash, drawn in two passes (1: each part's k smallest
 hashes, merged by a tree of tasks, give the k-th smallest; 2: each part keeps the texts at or under it, in the
 object store), then sentencepiece training in a task that takes the sample's blocks by reference: the driver
-receives k hashes once and the model, never texts.
-Writes tokenizer/tokenizer.model, tokenizer/tokenizer.json (settings, what the sample was, and the vocabulary size
-trained beside the one asked: a small sample gives fewer pieces, and the stage warns that it did) and _done.json.
+receives k hashes once and the model, never texts. A model given by the `model` setting is copied as it is instead.
+Writes the model (tokenizer/tokenizer.model for sentencepiece, tokenizer/tokenizer.hf.json for a given Hugging Face
+tokenizer.json), its description tokenizer/tokenizer.json (the model's file name and kind, vocabulary, end-of-text
+id and token, settings, what the sample was, and the vocabulary size trained beside the one asked: a small sample
+gives fewer pieces, and the stage warns that it did) and _done.json.
 
 tokenize: one plain Ray task per slice of a documents part (whole row groups holding about shard_tokens tokens,
 pipeline/token_tasks.py) encodes it (the model cached per worker process) and writes its shards, one per split
@@ -15,6 +17,7 @@ pipeline/token_tasks.py) encodes it (the model cached per worker process) and wr
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -34,10 +37,10 @@ from pipeline.token_shards import FORMAT, write_manifest
 from pipeline.token_tasks import slices, tokenize_slice
 from pipeline.tree_reduce import tree_reduce
 from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig
-from stages.tokenizer import EOS_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, train_model, \
-    training_lines
+from stages.tokenizer import TokenizerConfig, bottom_k, id_hashes, train_model, training_lines
+from stages.tokenizer_files import FILE_NAMES, load_tokenizer
 
-MODEL_FILE = "tokenizer.model"
+DESCRIPTION_FILE = "tokenizer.json"  # the run's description of its tokenizer, not a Hugging Face tokenizer.json
 log = logging.getLogger(__name__)
 
 
@@ -134,16 +137,17 @@ def run_tokenizer(config: TokenizerConfig, run: RunDir, source: StoragePath, wor
             ray.remote(_train_on_sample).options(**options).remote(config, threads, sampled.to_arrow_refs()))
         details.update(sample_documents=sample_documents, sample_characters=sample_characters,
                        vocab_size_asked=config.vocab_size)
-    processor = load_model(model)
-    if config.model is None and processor.vocab_size() < config.vocab_size:
-        log.warning(smaller_vocabulary(config.vocab_size, processor.vocab_size(), details))
-    atomic_write_bytes(run.tokenizer / MODEL_FILE, model)
+    tokenizer = load_tokenizer(model, config.eos_token, source=config.model or "the trained model")
+    if config.model is None and tokenizer.vocab_size < config.vocab_size:
+        log.warning(smaller_vocabulary(config.vocab_size, tokenizer.vocab_size, details))
+    model_file = FILE_NAMES[tokenizer.kind]
+    atomic_write_bytes(run.tokenizer / model_file, model)
     description = {
-        "model": MODEL_FILE, "sha256": hashlib.sha256(model).hexdigest(), "vocab_size": processor.vocab_size(),
-        "eos_id": processor.eos_id(), "dtype": token_dtype(processor.vocab_size()).name,
-        "settings": config.model_dump(mode="json"), **details,
+        "model": model_file, "kind": tokenizer.kind, "sha256": hashlib.sha256(model).hexdigest(),
+        "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "eos_token": tokenizer.eos_token,
+        "dtype": tokenizer.dtype.name, "settings": config.model_dump(mode="json"), **details,
     }
-    atomic_write_json(run.tokenizer / "tokenizer.json", description)
+    atomic_write_json(run.tokenizer / DESCRIPTION_FILE, description)
     tally = StageTally("tokenizer", rows_in=documents, kept=documents, seconds=time.monotonic() - started)
     atomic_write_json(run.tokenizer / "_done.json", {"stage": tally.to_dict(), **description})
     return tally
@@ -160,17 +164,20 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
     documents move between tasks: the trainer mixes them by drawing blocks from every shard of a split
     (pipeline/train/data.py), as nanoGPT's and Megatron's loaders do."""
     started = time.monotonic()
-    model_path = storage_path(config.model) if config.model else run.tokenizer / MODEL_FILE
+    if config.model:
+        model_path, eos_token = storage_path(config.model), config.eos_token
+    else:  # the tokenizer stage's file, and the end-of-text token it found
+        description = json.loads((run.tokenizer / DESCRIPTION_FILE).read_text())
+        model_path, eos_token = run.tokenizer / description["model"], description.get("eos_token")
     model = model_path.read_bytes()
-    vocab_size = load_model(model).vocab_size()
-    dtype = token_dtype(vocab_size)
+    tokenizer = load_tokenizer(model, eos_token, source=str(model_path))
     model_ref = ray.put(model)
     settings = config.model_dump(mode="json")
     options = options or {}
     work = slices(_part_files(source), config.shard_tokens)
     step("encode", len(work), "slices")
-    results = ray.get([tokenize_slice.options(**options).remote(path, groups, number, model_ref, settings,
-                                                                str(run.shards))
+    results = ray.get([tokenize_slice.options(**options).remote(path, groups, number, model_ref, eos_token,
+                                                                settings, str(run.shards))
                        for number, (path, groups) in enumerate(work)])
     documents = sum(result["documents"] for result in results)
     empty = sum(result["empty"] for result in results)
@@ -181,8 +188,8 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
     # relative when inside the run: a run directory can move (or be copied down from an object store)
     tokenizer_path = Path("..") / model_path.relative_to(run.root) if inside else model_path.resolve()
     manifest = {
-        "format": FORMAT, "dtype": dtype.name, "vocab_size": vocab_size, "eos_id": EOS_ID,
-        "tokenizer": {"path": str(tokenizer_path), "sha256": hashlib.sha256(model).hexdigest()},
+        "format": FORMAT, "dtype": tokenizer.dtype.name, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id,
+        "tokenizer": {"path": str(tokenizer_path), "kind": tokenizer.kind, "sha256": hashlib.sha256(model).hexdigest()},
         "seed": config.seed, "validation_fraction": config.validation_fraction,
         "documents": documents - empty, "tokens": sum(entry["tokens"] for entries in splits.values() for entry in entries),
         "splits": {split: {"documents": sum(entry["documents"] for entry in entries),

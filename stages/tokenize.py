@@ -1,8 +1,9 @@
 """Tokenize every kept document into token shards a trainer can stream (global stage).
 
 The runner (pipeline/tokenize_runner.py) encodes the documents in Ray tasks with the run's tokenizer (the
-`tokenizer` stage's model, or this stage's own `model`), each task writing the shards of its slice of a documents
-part with pipeline/token_shards.py. The pure parts are here: encoding a batch and the train/validation split.
+`tokenizer` stage's model, or this stage's own `model`: a sentencepiece model or a Hugging Face tokenizer.json,
+stages/tokenizer_files.py), each task writing the shards of its slice of a documents part with
+pipeline/token_shards.py. The pure parts are here: encoding a batch and the train/validation split.
 
 Determinism: a document's split depends only on its id (a fixed-key hash), its place in its shard only on its id
 and `seed`, the slices only on the documents parts and `shard_tokens`. So the same documents give byte-identical
@@ -18,7 +19,8 @@ import numpy as np
 from pydantic import Field
 
 from stages.base import GlobalContext, StageConfig
-from stages.tokenizer import EOS_ID, GivenModelStage, id_hashes, load_model, token_dtype
+from stages.tokenizer import EOS_TOKEN_DESCRIPTION, GivenModelStage, id_hashes
+from stages.tokenizer_files import BOTH_KINDS, load_tokenizer
 
 SPLIT_SEED = 0x5EED_5B1D  # fixed: the split of a document never changes with the shuffle seed
 TRAIN, VALIDATION = "train", "validation"
@@ -26,8 +28,10 @@ TRAIN, VALIDATION = "train", "validation"
 
 class TokenizeConfig(StageConfig):
     model: str | None = Field(
-        None, description="sentencepiece model to encode with; default: the one the run's tokenizer stage made."
+        None, description=f"Tokenizer to encode with: {BOTH_KINDS}; default: the one the run's tokenizer stage "
+        "trained or copied.",
     )
+    eos_token: str | None = Field(None, description=EOS_TOKEN_DESCRIPTION)
     validation_fraction: float = Field(
         0.01, ge=0, lt=1, description="Share of documents in the validation split, chosen by a hash of their id."
     )
@@ -59,22 +63,16 @@ def splits_of(ids: Sequence[str], validation_fraction: float) -> np.ndarray:
 
 
 class Encoder:
-    """Texts -> token ids with an end-of-document token after each; built once per worker."""
+    """Texts -> token ids with an end-of-document token after each, with a tokenizer file of either kind (its bytes;
+    `eos_token` as the stage's setting); built once per worker."""
 
-    def __init__(self, model: bytes):
-        self.processor = load_model(model)
-        self.vocab_size = self.processor.vocab_size()
-        self.dtype = token_dtype(self.vocab_size)
+    def __init__(self, model: bytes, eos_token: str | None = None):
+        self.tokenizer = load_tokenizer(model, eos_token)
+        self.eos_id = self.tokenizer.eos_id  # found now: a tokenizer without one fails before any document
+        self.dtype = self.tokenizer.dtype
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        encoded = self.processor.encode(list(texts), out_type=int, num_threads=1)  # one worker, one core
-        out = []
-        for ids in encoded:
-            array = np.empty(len(ids) + 1, dtype=self.dtype)
-            array[:-1] = ids
-            array[-1] = EOS_ID
-            out.append(array)
-        return out
+        return self.tokenizer.encode(texts)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.processor.decode([int(i) for i in ids])
+        return self.tokenizer.decode(ids)

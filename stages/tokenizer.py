@@ -1,4 +1,7 @@
-"""BPE tokenizer: train a sentencepiece model on a uniform sample of the cleaned documents, or load one.
+"""BPE tokenizer: train a sentencepiece model on a uniform sample of the cleaned documents, or use a given one.
+
+A given model is a sentencepiece model or a Hugging Face tokenizer.json (stages/tokenizer_files.py), copied into the
+run as it is.
 
 A global stage: the runner (pipeline/tokenize_runner.py) draws the sample on Ray and calls `train_model` on the
 driver. The pure functions here know nothing of Ray or the run directory.
@@ -24,17 +27,23 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from stages.base import GlobalContext, GlobalStage, StageConfig, StageSetupError
+from stages.tokenizer_files import BOTH_KINDS, TokenizerFileError, load_tokenizer
 
 # sentencepiece's piece ids: unknown, begin and end of text. The end-of-text piece separates documents.
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 MAX_SENTENCE_BYTES = 1 << 16  # longer training lines are cut (sentencepiece silently skips longer ones)
 NEWLINE = "\n"
+EOS_TOKEN_DESCRIPTION = ("The token put after each document, for a given `model`; default: a sentencepiece "
+                         "model's own end-of-text piece, else the first of GPT-2's, Llama's and Gemma's end-of-text "
+                         "tokens in its vocabulary.")
 
 
 class TokenizerConfig(StageConfig):
     model: str | None = Field(
-        None, description="An existing sentencepiece model to use instead of training one (copied into the run)."
+        None, description=f"An existing tokenizer to use instead of training one: {BOTH_KINDS} (e.g. GPT-2's or "
+        "Llama's), copied into the run as it is.",
     )
+    eos_token: str | None = Field(None, description=EOS_TOKEN_DESCRIPTION)
     vocab_size: int = Field(32_000, ge=300, le=1 << 20,
                             description="Most pieces in the trained vocabulary: a sample too small for more trains "
                             "fewer (the stage warns; tokenizer.json records both).")
@@ -65,13 +74,16 @@ class TokenizerConfig(StageConfig):
 
 
 class GivenModelStage(GlobalStage):
-    """A global stage whose config may name an existing sentencepiece model (`model`), checked at set-up."""
+    """A global stage whose config may name an existing tokenizer file (`model`, with its `eos_token`), checked at
+    set-up."""
 
     @classmethod
     def prepare(cls, config: StageConfig, workspace: Path) -> StageConfig:
-        if getattr(config, "model", None) is None:
+        if config.model is None:
+            if config.eos_token is not None:
+                raise StageSetupError("eos_token", "applies to a given model only: set model too")
             return config
-        return config.model_copy(update={"model": checked_model_path(config.model)})
+        return config.model_copy(update={"model": checked_model_path(config.model, config.eos_token)})
 
 
 class Tokenizer(GivenModelStage):
@@ -87,15 +99,16 @@ class Tokenizer(GivenModelStage):
                       options=context.options, step=context.step)
 
 
-def checked_model_path(model: str) -> str:
-    """The absolute path of a given sentencepiece model; a missing or unreadable one stops the run at set-up."""
+def checked_model_path(model: str, eos_token: str | None = None) -> str:
+    """The absolute path of a given tokenizer file; a missing or unreadable one, or one without the end-of-text
+    token, stops the run at set-up."""
     path = Path(model).expanduser()
     if not path.is_file():
         raise StageSetupError("model", f"{path} does not exist")
     try:
-        load_model(path.read_bytes())
-    except Exception as exc:
-        raise StageSetupError("model", f"{path} is not a sentencepiece model ({exc})") from None
+        load_tokenizer(path.read_bytes(), eos_token, source=str(path)).eos_id
+    except TokenizerFileError as exc:
+        raise StageSetupError("model", str(exc)) from None
     return str(path.resolve())
 
 
@@ -163,8 +176,3 @@ def load_model(model: bytes):
     import sentencepiece as spm
 
     return spm.SentencePieceProcessor(model_proto=model)
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits, else uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,15 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, load_config
-from pipeline.runner import print_result, run_pipeline
+from pipeline.runner import run_pipeline
+from pipeline.summary import print_result
 from pipeline.stats import accounting_problems
 from memory_maps import mapping_of
 from pipeline.token_shards import map_tokens, read_index, read_manifest, write_shard
 from stages.tokenize import Encoder, splits_of
-from stages.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, token_dtype, \
-    train_model, training_lines
+from stages.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, train_model, \
+    training_lines
+from stages.tokenizer_files import HUGGING_FACE, SENTENCEPIECE, TokenizerFileError, load_tokenizer, token_dtype
 
 REPO = Path(__file__).resolve().parents[1]
 AWKWARD_TEXTS = [
@@ -275,7 +278,7 @@ def test_the_tokenizer_command_encodes_and_decodes(tmp_path, trained):
 def test_a_model_that_is_missing_or_not_sentencepiece_stops_the_run_before_work(tmp_path):
     from pipeline.config import RunConfig
     from pipeline.run_dir import RunDir
-    from pipeline.runner import prepare_stages
+    from pipeline.staged_assets import prepare_stages
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"text": "x"}\n')
@@ -320,3 +323,186 @@ def test_a_vocabulary_smaller_than_asked_is_said_and_recorded(tmp_path, data_dir
             "characters) is too small for more pieces") in caplog.messages
     print_result(result)
     assert f"vocabulary {trained:,} of the 2,000 asked)" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------- an existing Hugging Face tokenizer.json
+
+PADDED_VOCABULARY = 70_000  # past 65,536: the ids need uint32
+
+
+def padded_bpe_json(texts: list[str], special_tokens: list[str]) -> str:
+    """A byte-level BPE tokenizer.json as GPT-2's, trained on the texts, its vocabulary padded with unused entries
+    to PADDED_VOCABULARY (as models pad theirs), the special tokens after them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=2000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    spec = json.loads(tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    vocab.update({f"<unused{i}>": i for i in range(len(vocab), PADDED_VOCABULARY)})
+    padded = Tokenizer.from_str(json.dumps(spec))
+    padded.add_special_tokens(special_tokens)
+    return padded.to_str()
+
+
+@pytest.fixture(scope="module")
+def gpt2_style(tmp_path_factory, real_page_texts) -> tuple[Path, list[str]]:
+    """A GPT-2-style tokenizer.json trained on 300 real cleaned pages, <|endoftext|> its last id (70,000); all the
+    texts."""
+    texts = [page["text"] for page in real_page_texts]
+    path = tmp_path_factory.mktemp("huggingface") / "tokenizer.json"
+    path.write_text(padded_bpe_json(texts[:300], ["<|endoftext|>"]))
+    return path, texts
+
+
+def reference_ids(path: Path, text: str) -> list[int]:
+    """The ids the tokenizers package itself gives, without special tokens added."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path)).encode(text, add_special_tokens=False).ids
+
+
+def test_a_hugging_face_tokenizer_json_encodes_with_its_end_of_text_id_in_uint32(gpt2_style):
+    path, texts = gpt2_style
+    tokenizer = load_tokenizer(path.read_bytes(), source=str(path))
+    assert tokenizer.kind == HUGGING_FACE and tokenizer.vocab_size == PADDED_VOCABULARY + 1
+    assert tokenizer.eos_id == PADDED_VOCABULARY and tokenizer.eos_token == "<|endoftext|>"
+    unseen = texts[300:400] + AWKWARD_TEXTS
+    for text, tokens in zip(unseen, tokenizer.encode(unseen)):
+        assert tokens.dtype == np.uint32 and tokens.tolist() == reference_ids(path, text) + [PADDED_VOCABULARY]
+        assert tokenizer.decode(tokens[:-1]) == text
+
+
+def test_a_sentencepiece_model_loads_through_the_same_interface(trained):
+    model, texts = trained
+    tokenizer = load_tokenizer(model)
+    assert tokenizer.kind == SENTENCEPIECE and tokenizer.vocab_size == 4000 and tokenizer.dtype == np.uint16
+    assert tokenizer.eos_id == EOS_ID and tokenizer.eos_token == "</s>"
+    assert [tokens.tolist() for tokens in tokenizer.encode(texts[:20])] == \
+        [load_model(model).encode(text) + [EOS_ID] for text in texts[:20]]
+
+
+def test_a_file_of_neither_kind_is_one_clear_error_naming_it(tmp_path):
+    description = json.dumps({"model": "tokenizer.model", "kind": "sentencepiece", "vocab_size": 4000}).encode()
+    for name, data in (("junk.bin", b"not a model"), ("empty.model", b""), ("tokenizer.json", description)):
+        with pytest.raises(TokenizerFileError, match=re.escape(
+                f"{tmp_path / name} is not a sentencepiece model or Hugging Face tokenizer.json (")):
+            load_tokenizer(data, source=str(tmp_path / name))
+
+
+def test_a_tokenizer_json_without_an_end_of_text_token_asks_for_eos_token(tmp_path, real_page_texts):
+    from pipeline.config import RunConfig
+    from pipeline.run_dir import RunDir
+    from pipeline.staged_assets import prepare_stages
+
+    path = tmp_path / "chat.json"
+    path.write_text(padded_bpe_json([page["text"] for page in real_page_texts[:50]], ["<|im_end|>"]))
+    with pytest.raises(TokenizerFileError, match="has no end-of-text token .*: set eos_token"):
+        load_tokenizer(path.read_bytes(), source=str(path)).eos_id
+    assert load_tokenizer(path.read_bytes(), "<|im_end|>").eos_id == PADDED_VOCABULARY
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "x"}\n')
+
+    def prepared(tokenize: dict):
+        config = RunConfig.model_validate({"name": "x", "input": {"paths": [str(corpus)]},
+                                           "stages": ["tokenizer", {"tokenize": tokenize}]})
+        return prepare_stages(config, RunDir(tmp_path / "run"))
+
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.tokenize\.model: .*chat\.json has no end-of-text token"):
+        prepared({"model": str(path)})
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.tokenize\.model: .*has no token '<\|user\|>' \(eos_token\)"):
+        prepared({"model": str(path), "eos_token": "<|user|>"})
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.tokenize\.eos_token: .*applies to a given model only"):
+        prepared({"eos_token": "<|im_end|>"})
+    prepared({"model": str(path), "eos_token": "<|im_end|>"})
+
+
+def test_a_manifest_from_before_tokenizer_kinds_reads_as_sentencepiece(tmp_path):
+    from pipeline.token_shards import write_manifest
+
+    write_manifest(tmp_path, {"tokenizer": {"path": "../tokenizer/tokenizer.model", "sha256": "0" * 64}})
+    assert read_manifest(tmp_path)["tokenizer"]["kind"] == SENTENCEPIECE
+
+
+def given_tokenizer_run(tmp_path: Path, texts: list[str], stages: list) -> Path:
+    """A run of the given stages on the texts (ids d0, d1, ...); its directory."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"name": "given", "input": {"paths": [str(corpus)]}, "stages": stages}))
+    result = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False)
+    assert result.ok and not accounting_problems(result.funnel)
+    return result.run_dir
+
+
+@pytest.mark.slow
+def test_a_hugging_face_tokenizer_json_given_to_tokenize_makes_uint32_shards_of_its_ids(tmp_path, gpt2_style,
+                                                                                        local_ray):
+    path, texts = gpt2_style
+    unseen = texts[300:360]
+    run = given_tokenizer_run(tmp_path, unseen, [{"tokenize": {"model": str(path), "validation_fraction": 0}}])
+    manifest = read_manifest(run / "shards")
+    assert manifest["dtype"] == "uint32" and manifest["vocab_size"] == PADDED_VOCABULARY + 1
+    assert manifest["eos_id"] == PADDED_VOCABULARY
+    assert manifest["tokenizer"] == {"path": str(path.resolve()), "kind": HUGGING_FACE,
+                                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    rows = [row for shard in manifest["splits"]["train"]["shards"]
+            for row in pq.read_table(run / "shards" / shard["files"]["parquet"]).to_pylist()]
+    assert len(rows) == len(unseen)
+    for row in rows:
+        assert row["tokens"] == reference_ids(path, unseen[int(row["id"][1:])]) + [PADDED_VOCABULARY]
+    assert map_tokens(run / "shards" / "train-00000.arrow").dtype == np.uint32
+
+
+@pytest.mark.slow
+def test_the_tokenizer_stage_keeps_a_given_tokenizer_json_and_the_cli_decodes_its_shards(tmp_path, gpt2_style,
+                                                                                        local_ray):
+    path, texts = gpt2_style
+    unseen = texts[400:430]
+    run = given_tokenizer_run(tmp_path, unseen, [{"tokenizer": {"model": str(path)}},
+                                                 {"tokenize": {"validation_fraction": 0}}])
+    copy = run / "tokenizer" / "tokenizer.hf.json"
+    assert copy.read_bytes() == path.read_bytes() and not (run / "tokenizer" / "tokenizer.model").exists()
+    description = json.loads((run / "tokenizer" / "tokenizer.json").read_text())
+    assert {key: description[key] for key in ("model", "kind", "vocab_size", "eos_id", "eos_token", "dtype")} == {
+        "model": "tokenizer.hf.json", "kind": HUGGING_FACE, "vocab_size": PADDED_VOCABULARY + 1,
+        "eos_id": PADDED_VOCABULARY, "eos_token": "<|endoftext|>", "dtype": "uint32"}
+    manifest = read_manifest(run / "shards")
+    assert manifest["tokenizer"]["path"] == "../tokenizer/tokenizer.hf.json"
+    assert manifest["tokenizer"]["kind"] == HUGGING_FACE and manifest["eos_id"] == PADDED_VOCABULARY
+    row = pq.read_table(run / "shards" / "train-00000.parquet").to_pylist()[0]
+    text = unseen[int(row["id"][1:])]
+    cli = [sys.executable, "-m", "pipeline.cli", "tokenizer"]
+    encoded = subprocess.run(cli + ["encode", "--model", str(run)], input=text, capture_output=True, text=True,
+                             cwd=REPO, check=True).stdout
+    assert [int(i) for i in encoded.split()] == row["tokens"][:-1]
+    decoded = subprocess.run(cli + ["decode", "--model", str(path)], input=encoded, capture_output=True, text=True,
+                             cwd=REPO, check=True).stdout
+    assert decoded == text + "\n"
+
+
+def test_slices_depend_on_the_files_and_shard_tokens_only_and_cover_every_row_group_once(tmp_path):
+    """A tokenize task's slice is whole row groups of one part, cut where the footer's text bytes reach shard_tokens
+    tokens (4 bytes each): nothing about workers enters, so the same parts give the same shards on any cluster."""
+    from pipeline.token_tasks import BYTES_PER_TOKEN, slices
+
+    paths = []
+    for part in range(2):
+        texts = [("word " * (20 + 7 * i)) for i in range(40)]
+        path = tmp_path / f"part-{part:05d}.parquet"
+        pq.write_table(pa.table({"id": [f"{part}-{i}" for i in range(40)], "text": texts}), path, row_group_size=5)
+        paths.append(str(path))
+    for shard_tokens in (1_000, 3_000, 10**9):
+        work = slices(paths, shard_tokens)
+        assert work == slices(paths, shard_tokens)
+        for path in paths:  # each part's row groups, in order, once
+            assert [g for p, groups in work if p == path for g in groups] == list(range(8))
+        for path, groups in work[:-1]:
+            metadata = pq.ParquetFile(path).metadata
+            text_bytes = sum(metadata.row_group(g).column(1).total_uncompressed_size for g in groups)
+            last = groups[-1] == metadata.num_row_groups - 1
+            assert last or text_bytes // BYTES_PER_TOKEN >= shard_tokens  # cut only once the target is reached
+    assert len(slices(paths, 10**9)) == 2 and len(slices(paths, 1_000)) > 4  # a part per slice, or several

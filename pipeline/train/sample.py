@@ -8,7 +8,7 @@ import torch
 
 from pipeline.train.model import GPT, GPTConfig
 from pipeline.train.train import CHECKPOINT
-from stages.tokenizer import load_model
+from stages.tokenizer_files import load_tokenizer
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
@@ -28,14 +28,15 @@ def sample(checkpoint: str | Path, prompt: str = "", max_new_tokens: int = 200, 
     """Continuations of `prompt` (an empty prompt starts a new document), each ending at the end-of-document
     token or after max_new_tokens; the prompt itself is not repeated."""
     model, state = load_checkpoint(checkpoint, device)
-    processor = load_model(Path(tokenizer or state["tokenizer"]).read_bytes())
+    path = Path(tokenizer or state["tokenizer"])
+    encoder = load_tokenizer(path.read_bytes(), source=str(path))  # either kind: the file says which
     eos = state["eos_id"]
     generator = torch.Generator(device=device).manual_seed(seed)
     texts = []
     for _ in range(samples):
-        context = [eos] + processor.encode(prompt)  # as after a previous document in the training stream
+        context = [eos] + encoder.token_ids([prompt])[0]  # as after a previous document in the training stream
         idx = torch.tensor([context], dtype=torch.long, device=device)
         out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, stop_token=eos,
                              generator=generator)[0, len(context):].tolist()
-        texts.append(processor.decode([t for t in out if t != eos]))
+        texts.append(encoder.decode([t for t in out if t != eos]))
     return texts
