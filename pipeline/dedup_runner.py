@@ -365,6 +365,8 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
         item["members"] = str(run.dedup / MEMBERS / name) if name in with_members else ""
     step("filter", len(parts), "parts")
     summaries = _filter_and_cluster(items, run, rejects, partitions, options, in_process)
+    if not summaries:  # no clusters: an empty table, so that clusters/ reads as one like any other run's
+        atomic_write_parquet(run.dedup / "clusters" / "part-00000.parquet", CLUSTERS_SCHEMA.empty_table())
     dropped: Counter[str] = Counter()
     for summary in summaries:
         dropped.update(summary["dropped"])
@@ -374,7 +376,9 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
     tally.examples = _first_examples(summaries)
     atomic_write_json(run.dedup / "_done.json", {"stage": tally.to_dict(), "partitions": partitions,
                                                   "clusters": sum(summary["clusters"] for summary in summaries),
-                                                  "parts": len(parts), "graph_resumed": bool(graph.get("resumed"))})
+                                                  "parts": len(parts), "members": graph["members"],
+                                                  "rounds": graph.get("rounds"),
+                                                  "graph_resumed": bool(graph.get("resumed"))})
     return tally
 
 
@@ -398,13 +402,13 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict], run: Run
             near = _verified_local(near, [item["path"] for item in items], config)
     larger, smaller = oriented(np.concatenate([exact["head"], near["head"]]),
                                np.concatenate([exact["tail"], near["tail"]]))
-    stars = dict(zip(("larger", "smaller"), star_components_local(larger, smaller)[:2]))
+    stars = dict(zip(("larger", "smaller", "rounds"), star_components_local(larger, smaller)))
     members = cluster_members_local(stars["larger"], stars["smaller"], rows)
     parts = key_part(members["key"])
     written = [_write_part_members({name: values[parts == part] for name, values in members.items()},
                                    str(run.dedup / MEMBERS), names)
                for part in np.unique(parts).tolist()]
-    return _graph_summary(documents, partitions, names, written)
+    return _graph_summary(documents, partitions, names, written, stars["rounds"])
 
 
 def _write_part_members(group: dict, directory: str, names: list[str]) -> dict:
@@ -421,12 +425,12 @@ def _write_part_members(group: dict, directory: str, names: list[str]) -> dict:
     return {"part": np.array([part]), "members": np.array([len(order)])}
 
 
-def _graph_summary(documents: int, partitions: int, names: list[str], written: list[dict]) -> dict:
-    """What the graph steps leave for the rest of the stage, and for a resumed run: a few numbers and the names of
-    the parts that have member files."""
+def _graph_summary(documents: int, partitions: int, names: list[str], written: list[dict], rounds: int) -> dict:
+    """What the graph steps leave for the rest of the stage, and for a resumed run: a few numbers (rounds: of
+    connected components) and the names of the parts that have member files."""
     with_members = sorted({names[int(part)] for batch in written for part in batch["part"].tolist()})
     return {"documents": documents, "partitions": partitions, "parts": names, "with_members": with_members,
-            "members": int(sum(int(batch["members"].sum()) for batch in written))}
+            "members": int(sum(int(batch["members"].sum()) for batch in written)), "rounds": rounds}
 
 
 def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, options: dict, run: RunDir,
@@ -471,7 +475,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
         edges.append(near)
     step("clusters", documents, "documents")
     union = edges[0].union(*edges[1:]) if len(edges) > 1 else edges[0]
-    stars, _ = star_components(
+    stars, rounds = star_components(
         union.map_batches(lambda b: dict(zip(("larger", "smaller"), oriented(b["head"], b["tail"]))),
                           batch_format="numpy", **options),
         partitions, options)
@@ -481,7 +485,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
     written = by_part.groupby("part", num_partitions=max(1, min(len(items), partitions))).map_groups(
         _write_part_members, fn_kwargs={"directory": str(run.dedup / MEMBERS), "names": names},
         batch_format="numpy", **options)
-    return _graph_summary(documents, partitions, names, [_collect(written, ("part", "members"))])
+    return _graph_summary(documents, partitions, names, [_collect(written, ("part", "members"))], rounds)
 
 
 def _graph_file(run: RunDir) -> StoragePath:

@@ -180,5 +180,5 @@ def test_each_global_stage_asks_the_cluster_for_its_own_resources(ray_head, warc
     assert len(trainer) == 1 and trainer[0]["required_resources"]["CPU"] == 2
     samplers = [task for task in tasks if task["name"] in ("_part_bottom_hashes", "_merge_bottom_hashes")]
     assert samplers and all(task["required_resources"]["CPU"] == 2 for task in samplers)
-    encoders = [task for task in tasks if task["name"] == "encode_slice"]
+    encoders = [task for task in tasks if task["name"] == "tokenize_slice"]
     assert encoders and all(task["required_resources"]["CPU"] == 1 for task in encoders)  # the default

@@ -18,7 +18,9 @@ torch = pytest.importorskip("torch", reason="the trainer extra (torch==2.13.0) i
 from conftest import interrupted_cli  # noqa: E402
 from memory_maps import mapping_of  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.runner import RunResult, _error_text, print_result, run_pipeline  # noqa: E402
+from pipeline.failures import error_text  # noqa: E402
+from pipeline.runner import RunResult, run_pipeline  # noqa: E402
+from pipeline.summary import print_result  # noqa: E402
 from pipeline.token_shards import map_tokens, read_manifest  # noqa: E402
 from pipeline.train.data import TokenBlocks, TrainSetupError  # noqa: E402
 from pipeline.train.model import GPT, GPTConfig  # noqa: E402
@@ -119,6 +121,27 @@ def test_the_loader_maps_the_shards_and_copies_only_its_batches(shakespeare_shar
     assert not torch.equal(other_rank.batch(7, 4)[0], x)
 
 
+def test_blocks_are_drawn_from_every_shard_and_cross_shard_boundaries(tmp_path):
+    """A split is its shards back to back: a block that starts near a shard's end continues in the next one, and
+    shards shorter than a block still give tokens."""
+    import pyarrow as pa
+
+    from pipeline.token_shards import write_manifest, write_shard
+
+    pieces = [np.arange(0, 5), np.arange(5, 8), np.arange(8, 40)]  # the first two shorter than a block
+    entries = [write_shard(tmp_path, f"train-{i:05d}", [f"d{i}"], pa.array([piece.tolist()], pa.list_(pa.uint16())),
+                           np.dtype(np.uint16)) for i, piece in enumerate(pieces)]
+    write_manifest(tmp_path, {"vocab_size": 64, "splits": {"train": {"shards": entries}}})
+    blocks = TokenBlocks(tmp_path, "train", block_size=8, seed=0)
+    assert blocks._block(3).tolist() == list(range(3, 12))  # shard 0's end, all of shard 1, the start of shard 2
+    seen = set()
+    for step in range(50):
+        x, y = blocks.batch(step, 4)
+        assert torch.equal(x[:, 1:], y[:, :-1]) and all(row.tolist() == list(range(row[0], row[0] + 8)) for row in x)
+        seen.update(x[:, 0].tolist())
+    assert seen == set(range(0, 40 - 8))  # every start of the split is drawn, none past its end
+
+
 def test_the_model_is_causal_tied_and_counts_its_flops():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=2, n_head=2, n_embd=32)).eval()
@@ -170,8 +193,8 @@ def pipeline_train(config: Path, *options: str) -> subprocess.CompletedProcess:
 
 
 def test_a_block_size_longer_than_every_shard_says_what_to_change(shakespeare_shards, tmp_path):
-    with pytest.raises(TrainSetupError, match=r"the train split has no shard longer than block_size 10000000 "
-                       r"\(its longest has [\d,]+ tokens\): lower block_size, or give it more data"):
+    with pytest.raises(TrainSetupError, match=r"the train split is not longer than block_size 10000000 "
+                       r"\(it has [\d,]+ tokens\): lower block_size, or give it more data"):
         TokenBlocks(shakespeare_shards, "train", block_size=10_000_000)
     config = write_train_config(tmp_path / "train.yaml", tiny_config(shakespeare_shards, tmp_path / "out"))
     completed = pipeline_train(config, "--set", "block_size=10000000")
@@ -185,7 +208,7 @@ def test_a_train_stage_that_does_not_fit_its_data_says_to_change_it_not_to_retry
     try:
         TokenBlocks(shakespeare_shards, "train", block_size=10_000_000)
     except TrainSetupError as exc:
-        error = _error_text(exc)  # as the runner records a failed stage
+        error = error_text(exc)  # as the runner records a failed stage
     print_result(RunResult(tmp_path, [], units_total=1, units_resumed=0, failed_stages={"train": error}))
     out = capsys.readouterr().out
     assert "FAILED STAGE train: TrainSetupError: " in out and "lower block_size, or give it more data" in out
