@@ -124,7 +124,7 @@ def cluster_members(stars: ray.data.Dataset, documents: ray.data.Dataset, partit
     rows = documents.map_batches(_document_rows, fn_kwargs={"partitions": partitions}, batch_format="numpy",
                                  **options)
     attached = members.union(rows).groupby("partition", num_partitions=partitions).map_groups(
-        _attached, batch_format="numpy", **options)
+        _attached, batch_format="numpy", **options).materialize()
     by_root = attached.map_batches(lambda batch: {**batch, "partition": partition_of(batch["root"], partitions)},
                                    batch_format="numpy", **options)
     return by_root.groupby("partition", num_partitions=partitions).map_groups(_kept, batch_format="numpy", **options)

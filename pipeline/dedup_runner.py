@@ -41,7 +41,7 @@ from pipeline.io.storage import StoragePath, read_parquet, storage_path
 from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
-from stages.dedup import DedupConfig, shuffle_partitions
+from stages.dedup import HASH_SHUFFLE_MIN_DOCUMENTS, DedupConfig, shuffle_partitions
 from stages.dedup_graph import document_keys, key_part, key_row, star_edges
 from stages.star_components import oriented, unique_pairs
 from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
@@ -62,6 +62,23 @@ CLUSTERS_SCHEMA = pa.schema(
         ("removed_reasons", pa.list_(pa.string())),
     ]
 )
+
+
+def use_shuffle(config: DedupConfig, documents: int, *datasets: ray.data.Dataset) -> None:
+    """Ray Data's shuffle for this run (the `shuffle` setting), for the datasets made from now on and for
+    `datasets` made before (a dataset keeps the DataContext it was made with and a groupby is planned by it: two
+    strategies in one plan fail). The sort-based pull shuffle starts no actors, so a small run takes seconds, but
+    the driver tracks every block of every map task; the hash shuffle sends map output to aggregator actors (at
+    most DataContext's max_hash_shuffle_aggregators) and the driver's memory stays flat as runs grow. Its
+    aggregators reserve memory and CPUs while they live: the graph steps materialise each shuffle's output, so
+    that one shuffle's aggregators hold resources at a time."""
+    from ray.data import DataContext
+    from ray.data.context import ShuffleStrategy
+
+    hashed = config.shuffle == "hash" or (config.shuffle == "auto" and documents >= HASH_SHUFFLE_MIN_DOCUMENTS)
+    strategy = ShuffleStrategy.HASH_SHUFFLE if hashed else ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    for context in (DataContext.get_current(), *(dataset.context for dataset in datasets)):
+        context.shuffle_strategy = strategy
 
 
 def _part_files(documents: StoragePath) -> list[str]:
@@ -164,11 +181,12 @@ def _verified(near: ray.data.Dataset, paths: list[str], config: DedupConfig, par
     pair brought together (a shuffle by pair). The driver sees no pair."""
     pair_partition = lambda batch: {**batch, "partition": _pair_partition(batch["head"], batch["tail"], partitions)}
     unique = near.map_batches(pair_partition, batch_format="numpy", **options).groupby(
-        "partition", num_partitions=partitions).map_groups(_unique_edges, batch_format="numpy", **options)
+        "partition", num_partitions=partitions).map_groups(_unique_edges, batch_format="numpy",
+                                                           **options).materialize()
     ends = unique.map_batches(_pair_ends, fn_kwargs={"partitions": partitions}, batch_format="numpy", **options)
     shingled = ends.groupby("part", num_partitions=max(1, min(len(paths), partitions))).map_groups(
         _shingle_rows, fn_kwargs={"config": config, "paths": paths, "partitions": partitions}, batch_format="numpy",
-        **options)
+        **options).materialize()
     return shingled.groupby("partition", num_partitions=partitions).map_groups(
         _pair_similarity, fn_kwargs={"threshold": config.verify_jaccard}, batch_format="numpy", **options)
 
@@ -343,13 +361,6 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
     (signatures, exact, near, verify, clusters, filter) is reported."""
     options = options or {}
     started = time.monotonic()
-    if not in_process:
-        from ray.data import DataContext
-        from ray.data.context import ShuffleStrategy
-
-        # Sort-based pull shuffle: no aggregator actors to start, so small runs take a second, and it scales
-        # (Ray's push-based variant is the choice for clusters shuffling terabytes).
-        DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     parts = _part_files(source)
     names = [storage_path(path).name for path in parts]
     items = [{"part": index, "path": path} for index, path in enumerate(parts)]
@@ -360,6 +371,8 @@ def run_dedup(config: DedupConfig, run: RunDir, source: StoragePath, rejects: bo
                  else _duplicate_graph(config, items, workers, options, run, names, step))
         atomic_write_json(_graph_file(run), graph)
     documents, partitions = int(graph["documents"]), int(graph["partitions"])
+    if not in_process:
+        use_shuffle(config, documents)
     with_members = set(graph["with_members"])
     for item, name in zip(items, names):
         item["members"] = str(run.dedup / MEMBERS / name) if name in with_members else ""
@@ -449,6 +462,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
     )
     documents = rows.count()
     partitions = config.shuffle_partitions or shuffle_partitions(documents, config.minhash.bands, workers)
+    use_shuffle(config, documents, rows)
 
     edges = [ray.data.from_arrow(pa.table({"head": pa.array([], pa.uint64()), "tail": pa.array([], pa.uint64())}))]
     if config.exact and documents:
@@ -474,12 +488,13 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
             near = _verified(near, [item["path"] for item in items], config, partitions, options)
         edges.append(near)
     step("clusters", documents, "documents")
-    union = edges[0].union(*edges[1:]) if len(edges) > 1 else edges[0]
+    union = (edges[0].union(*edges[1:]) if len(edges) > 1 else edges[0]).materialize()  # one shuffle at a time
     stars, rounds = star_components(
         union.map_batches(lambda b: dict(zip(("larger", "smaller"), oriented(b["head"], b["tail"]))),
                           batch_format="numpy", **options),
         partitions, options)
-    members = cluster_members(stars, rows.select_columns(["key", "length", "text_hash"]), partitions, options)
+    members = cluster_members(stars, rows.select_columns(["key", "length", "text_hash"]), partitions,
+                              options).materialize()
     by_part = members.map_batches(lambda batch: {**batch, "part": key_part(batch["key"])}, batch_format="numpy",
                                   **options)
     written = by_part.groupby("part", num_partitions=max(1, min(len(items), partitions))).map_groups(

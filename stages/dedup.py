@@ -7,12 +7,15 @@ document of a cluster is the longest; among equally long ones, the first in inpu
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from stages.base import GlobalContext, GlobalStage, StageConfig
 from stages.minhash import MinHashSettings
 
 ROWS_PER_PARTITION = 2_000_000  # shuffle rows one reducer handles at once (about 60 MB)
+HASH_SHUFFLE_MIN_DOCUMENTS = 1_000_000  # shuffle: auto takes Ray Data's hash shuffle from here on
 
 
 class DedupConfig(StageConfig):
@@ -28,6 +31,12 @@ class DedupConfig(StageConfig):
     )
     shuffle_partitions: int | None = Field(
         None, ge=1, description="Groups of the band-key shuffle; default: from the document count and workers."
+    )
+    shuffle: Literal["auto", "sort", "hash"] = Field(
+        "auto",
+        description="Ray Data's shuffle: sort (no actors to start; the driver tracks map tasks x blocks), hash "
+                    "(an aggregator actor per partition; the driver's memory stays flat); auto: hash from "
+                    "1,000,000 documents.",
     )
 
 

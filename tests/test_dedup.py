@@ -222,11 +222,21 @@ def test_a_dedup_that_dies_after_its_shuffles_resumes_from_the_saved_graph(tmp_p
     assert clusters(resumed).equals(clusters(straight))
 
 
-@pytest.mark.parametrize("settings", [{}, {"verify_jaccard": 0.8}], ids=["lsh", "verified"])
+def _hash_shuffle_aggregators() -> int:
+    """Ray Data's hash shuffle aggregator actors this Ray has started, alive or gone (the GCS's actor table: the
+    test's Ray has no dashboard for the state API)."""
+    from ray._private import state
+
+    return sum(actor["ActorClassName"] == "HashShuffleAggregator" for actor in state.actors().values())
+
+
+@pytest.mark.parametrize("settings", [{}, {"verify_jaccard": 0.8}, {"verify_jaccard": 0.8, "shuffle": "hash"}],
+                         ids=["lsh", "verified", "verified-hash-shuffle"])
 def test_a_small_run_deduplicates_in_process_without_ray_with_the_ray_runs_output(tmp_path, english_words,
                                                                                    local_ray, settings):
     """A fresh `pipeline run` on a small input starts no Ray (ray.in_process_max_mb) and writes what the Ray
-    path writes: the same kept documents, clusters, reasons and counts."""
+    path writes: the same kept documents, clusters, reasons and counts, with Ray Data's sort shuffle (what a small
+    run gets) or its hash shuffle (what a run of a million documents gets: aggregator actors)."""
     rng = random.Random(11)
     records = []
     for index in range(120):
@@ -248,8 +258,10 @@ def test_a_small_run_deduplicates_in_process_without_ray_with_the_ray_runs_outpu
     assert json.loads((local / "stats" / "summary.json").read_text())["executor"] == "in_process"
 
     (tmp_path / "on-ray").mkdir()
+    aggregators = _hash_shuffle_aggregators()
     on_ray = dedup_run(tmp_path / "on-ray", inputs, **settings)  # this process has a Ray: the Ray path
     assert json.loads((on_ray.run_dir / "stats" / "summary.json").read_text())["executor"] == "ray"
+    assert (_hash_shuffle_aggregators() > aggregators) == (settings.get("shuffle") == "hash")
     for name in ("dedup/documents", "rejects/dedup"):
         ours = ds.dataset(local / name, format="parquet").to_table().sort_by("id")
         theirs = ds.dataset(on_ray.run_dir / name, format="parquet").to_table().sort_by("id")
