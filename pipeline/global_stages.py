@@ -128,11 +128,12 @@ def run_stage(name: str, settings, config: RunConfig, run: RunDir, progress: Run
                             step=progress.steps(name), progress=progress)
     if not in_process:
         import ray
-        from ray.data import DataContext  # here: Ray Data costs 2 s of start-up a run without global stages saves
+        from ray.data import DataContext  # here: a run without global stages saves Ray Data's start-up
 
         resources = config.ray.stages.get(name, StageResources())
         context.options = resources.ray_options()
         context.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
+        context.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         quiet_ray_data(verbose())
         data_context = DataContext.get_current()  # our progress line and summary replace Ray Data's
         data_context.enable_progress_bars = False

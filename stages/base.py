@@ -116,7 +116,7 @@ class StageKind:
 class GlobalContext:
     """What the runner hands a global stage's `run`: the run directory, the documents it reads, how wide to run
     (`workers`, and `options`: what each of its Ray tasks asks for), whether it runs in this process without Ray,
-    whether rejected documents are kept, and where it reports its steps."""
+    whether rejected documents are kept, where it reports its steps, and how many nodes the cluster has."""
 
     run: Any  # pipeline.run_dir.RunDir
     source: Any  # a StoragePath: the documents folder it reads
@@ -126,6 +126,7 @@ class GlobalContext:
     rejects: bool = False
     step: Callable = lambda *args: None
     progress: Any = None  # pipeline.progress.RunProgress, for a stage that shows its own counts (train)
+    nodes: int = 1  # alive nodes of the Ray cluster: with several, nothing heavy runs in the driver's process
 
 
 class GlobalStage(StageKind):

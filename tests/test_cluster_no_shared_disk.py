@@ -127,7 +127,10 @@ def job_dir(tmp_path_factory, crawl) -> Path:
         "name": "crawl",
         "input": {"commoncrawl": {"crawl": CRAWL, "base_url": crawl.base_url}, "unit_mb": 0.05},
         "stages": ["extract", "langid", "dedup", {"tokenizer": {"vocab_size": 600}},
-                   {"tokenize": {"shard_tokens": 20_000}}],
+                   {"tokenize": {"shard_tokens": 20_000, "validation_fraction": 0.2}},
+                   {"train": {"model": {"n_layer": 1, "n_head": 1, "n_embd": 16}, "block_size": 16, "batch_size": 2,
+                              "max_steps": 2, "warmup_steps": 1, "eval_interval": 2, "eval_batches": 1,
+                              "device": "cpu"}}],
     }))
     (directory / "launcher.py").write_text(LAUNCHER)
     return directory
@@ -169,7 +172,8 @@ def test_a_crawl_job_on_nodes_that_share_no_disk_gives_the_single_node_outputs(c
                                                                                single_node):
     """`ray job submit` of the crawl config, the run directory on S3, a 503, a cut connection and a slow answer on
     the way: only worker processes on the worker nodes read WARC bytes, both nodes read some, the driver's model
-    cache is gone after prepare, and the outputs are the single-node run's."""
+    cache is gone after prepare, the outputs are the single-node run's, and the train stage runs as a Ray task on a
+    worker node (the single-node run trains in its driver)."""
     warcs = sorted(path for path in crawl.files if path.endswith(".warc.gz"))
     crawl.faults.update({warcs[0]: ["503"], warcs[1]: [None, "cut"], warcs[2]: ["slow"]})
     since = len(crawl.log)
@@ -190,6 +194,13 @@ def test_a_crawl_job_on_nodes_that_share_no_disk_gives_the_single_node_outputs(c
     summary = yaml.safe_load((output / "stats" / "summary.json").read_text())
     assert summary["accounting_problems"] == [] and summary["failed_units"] == {}
     _assert_same_outputs(output, single_node)
+    listed = subprocess.run([RAY, "list", "tasks", "--address", cluster["address"], "--filter", "name=run_train",
+                             "--detail", "--format", "yaml"], env=CLUSTER_ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    [train] = yaml.safe_load(listed.stdout)  # the trainer ran as a task on a worker node, not in the job's driver
+    assert train["state"] == "FINISHED" and train["node_id"] in (cluster["nodes"]["a"], cluster["nodes"]["b"])
+    assert (output / "train" / "checkpoint.pt").exists() and (single_node / "train" / "checkpoint.pt").exists()
 
 
 def test_a_worker_node_killed_mid_run_has_its_units_read_again_elsewhere(cluster, crawl, job_dir, s3_query,
