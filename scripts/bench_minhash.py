@@ -1,4 +1,4 @@
-"""Benchmark: MinHash signatures/s of our vectorised numpy code (stages/minhash.py) against datasketch's MinHash, on
+"""Benchmark: MinHash signatures/s of our vectorised numpy code (stages/dedup/minhash.py) against datasketch's MinHash, on
 the same documents, in the same run. The issue's target: ours at least 10x faster.
 
 Documents: `--documents` (default 20,000) windows of 300 to 1,500 whitespace-separated words (uniform), cut at random
@@ -41,7 +41,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from stages.minhash import MinHashSettings, normalize_texts, signatures
+from stages.dedup.minhash import MinHashSettings, normalize_texts, signatures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXT_DATA = REPO_ROOT.parent / "shared" / "data" / "text"
@@ -102,7 +102,7 @@ Signer = Callable[[list[str]], np.ndarray]
 
 
 def our_signer(settings: MinHashSettings) -> Signer:
-    """Raw texts -> signatures, with stages.minhash.signatures (the whole batch at once)."""
+    """Raw texts -> signatures, with stages.dedup.minhash.signatures (the whole batch at once)."""
     return lambda texts: signatures(texts, settings)
 
 

@@ -17,7 +17,7 @@ from conftest import pipeline_cli
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from pipeline.stats import accounting_problems
-from stages.minhash import MinHashSettings, band_keys, signatures
+from stages.dedup.minhash import MinHashSettings, band_keys, signatures
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +193,7 @@ def test_dedup_alone_on_parquet_files_and_texts_without_words_are_never_near_dup
 
 def test_a_dedup_that_dies_after_its_shuffles_resumes_from_the_saved_graph(tmp_path, english_words, local_ray,
                                                                           monkeypatch):
-    import pipeline.dedup_runner as dedup_runner
+    import stages.dedup.runner as dedup_runner
 
     text = " ".join(english_words[60_000:60_300])
     records = [{"id": f"d{i}", "text": text if i % 3 == 0 else " ".join(english_words[61_000 + i * 300:61_300 + i * 300])}

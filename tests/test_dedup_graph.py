@@ -3,7 +3,7 @@
 import numpy as np
 
 from conftest import best_seconds
-from stages.dedup_graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
+from stages.dedup.graph import Clusters, connected_components, document_keys, key_part, key_row, star_edges
 
 
 def reference_clusters(heads: np.ndarray, tails: np.ndarray, lengths: dict[int, int]) -> Clusters:

@@ -1,4 +1,4 @@
-"""MinHash near-duplicate detection (stages/minhash.py): signatures bit for bit equal to datasketch's, normalisation
+"""MinHash near-duplicate detection (stages/dedup/minhash.py): signatures bit for bit equal to datasketch's, normalisation
 against its plain-Python definition in 75 languages, shingles, band keys, and the LSH S-curve measured on pairs of
 real texts with controlled Jaccard similarity."""
 
@@ -21,7 +21,7 @@ from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _false_negative_probability, _false_positive_probability
 from scipy.integrate import quad
 
-from stages.minhash import (
+from stages.dedup.minhash import (
     EMPTY_VALUE,
     NO_BUCKET,
     MinHashSettings,
@@ -247,7 +247,7 @@ def test_empty_documents_are_in_no_bucket_and_never_near_duplicates():
 
 
 def test_signatures_are_the_same_in_another_process(real_documents):
-    script = ("import json, sys, hashlib; from stages.minhash import signatures; "
+    script = ("import json, sys, hashlib; from stages.dedup.minhash import signatures; "
               "print(hashlib.sha256(signatures(json.load(sys.stdin)).tobytes()).hexdigest())")
     result = subprocess.run([sys.executable, "-c", script], input=json.dumps(real_documents), capture_output=True,
                             text=True, cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)

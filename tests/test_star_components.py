@@ -11,8 +11,8 @@ import pytest
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.components import cluster_members, star_components, star_components_local
-from stages.dedup_graph import connected_components as scipy_clusters
+from stages.dedup.components import cluster_members, star_components, star_components_local
+from stages.dedup.graph import connected_components as scipy_clusters
 
 
 def random_graph(seed: int, vertices: int, edges: int, chains: int = 0,
@@ -83,7 +83,7 @@ def test_a_star_of_stars_and_isolated_edges_converge():
 
 @pytest.fixture
 def sort_shuffle(local_ray):
-    """Ray Data's sort-based pull shuffle, as dedup_runner sets it (no aggregator actors to start)."""
+    """Ray Data's sort-based pull shuffle, as dedup's runner sets it for small runs (no aggregator actors)."""
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 

@@ -1,7 +1,9 @@
 """Deduplication across the whole run: exact (same normalised text) and near (MinHash-LSH), one kept per cluster.
 
-A global stage: the runner (pipeline/dedup_runner.py) composes the pure functions of stages/minhash.py (signatures,
-band keys, text hashes) and stages/dedup_graph.py (edges, connected components, keep rule) on Ray. The kept
+A global stage, and its pieces together in this package: minhash.py (normalisation, shingles, signatures, band keys,
+text hashes), graph.py (document keys, star edges, the keep rule), star.py (one large-star or small-star step),
+pure functions that know nothing of Ray; components.py (connected components and the keep rule as Ray Data
+shuffles) and runner.py (the whole stage on Ray, or in this process for a small run), which compose them. The kept
 document of a cluster is the longest; among equally long ones, the first in input order.
 """
 
@@ -12,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from stages.base import GlobalContext, GlobalStage, StageConfig
-from stages.minhash import MinHashSettings
+from stages.dedup.minhash import MinHashSettings
 
 ROWS_PER_PARTITION = 2_000_000  # shuffle rows one reducer handles at once (about 60 MB)
 HASH_SHUFFLE_MIN_DOCUMENTS = 1_000_000  # shuffle: auto takes Ray Data's hash shuffle from here on
@@ -54,7 +56,7 @@ class Dedup(GlobalStage):
 
     @classmethod
     def run(cls, settings: DedupConfig, context: GlobalContext) -> None:
-        from pipeline.dedup_runner import run_dedup
+        from stages.dedup.runner import run_dedup
 
         run_dedup(settings, context.run, source=context.source, rejects=context.rejects, workers=context.workers,
                   options=context.options, in_process=context.in_process, step=context.step)

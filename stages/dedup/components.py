@@ -1,8 +1,8 @@
 """Connected components of an edge table that never leaves Ray: alternating large-star and small-star steps
-(stages/star_components.py), each a shuffle of the edges by one endpoint into `partitions` groups. The driver holds
+(stages/dedup/star.py), each a shuffle of the edges by one endpoint into `partitions` groups. The driver holds
 the dataset handles and one number per step, the edges that changed; the result is a dataset of (vertex, root)
 edges, root being the smallest vertex of the component, with every non-root vertex once. The caller picks Ray
-Data's shuffle strategy (dedup_runner sets the sort-based pull shuffle, which starts no aggregator actors).
+Data's shuffle strategy (runner.use_shuffle); each step's output is materialised, so that one shuffle runs at a time.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from stages.dedup_graph import keep_best, member_attributes
-from stages.star_components import both_ends, large_star, oriented, small_star
+from stages.dedup.graph import keep_best, member_attributes
+from stages.dedup.star import both_ends, large_star, oriented, small_star
 
 if TYPE_CHECKING:
     import ray.data

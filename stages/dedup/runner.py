@@ -4,15 +4,15 @@ The plan, with what lives where (the driver holds dataset handles, one number pe
 small value per part or shuffle partition; documents, edges and members stay in Ray's object store and in files):
 1. signatures: one Ray task per documents part computes, for each document, its key (part index, row), text
    length, normalised-text hash and LSH band keys (vectorised MinHash), into the object store (which spills).
-2. exact: rows are shuffled by text hash (Ray Data hash shuffle: groupby on a partition of the hash, so that a
-   group arrives whole in one call) and each group gives star edges from its best member.
+2. exact: rows are shuffled by text hash (a Ray Data groupby on a partition of the hash, so that a group arrives
+   whole in one call; the sort or the hash shuffle, see use_shuffle) and each group gives star edges from its best member.
 3. near: rows are exploded into (band key, key, length) rows, shuffled the same way, and every bucket holding
    several documents gives star edges. Optionally each candidate pair's real shingle Jaccard is checked by joins
    (pairs made unique, their ends joined with their parts' texts, the two sides brought together) and pairs under
    the threshold are dropped.
 4. clusters: connected components of the edges by alternating large-star / small-star steps
-   (pipeline/components.py), then the members joined with their documents' lengths and text hashes and the best of
-   each cluster kept; the members are shuffled by part into dedup/_members/<part> (key, cluster, kept, exact).
+   (components.py), then the members joined with their documents' lengths and text hashes and the best of each
+   cluster kept; the members are shuffled by part into dedup/_members/<part> (key, cluster, kept, exact).
    dedup/_members/_done.json says the graph is complete: a run that dies after it resumes from there.
 5. filter: one task per part reads its own members file, drops the removed rows and writes
    dedup/documents/<part> (and rejects/dedup/<part>); its members, with ids and urls, are shuffled by cluster and
@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pyarrow as pa
 
-from pipeline.components import partition_of
+from stages.dedup.components import partition_of
 from pipeline.io.atomic import AtomicParquetWriter, atomic_write_json, atomic_write_parquet
 from pipeline.io.storage import StoragePath, read_parquet, storage_path
 from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import EXAMPLES_PER_REASON, StageTally
 from stages.dedup import HASH_SHUFFLE_MIN_DOCUMENTS, DedupConfig, shuffle_partitions
-from stages.dedup_graph import document_keys, key_part, key_row, star_edges
-from stages.star_components import oriented, unique_pairs
-from stages.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
+from stages.dedup.graph import document_keys, key_part, key_row, star_edges
+from stages.dedup.star import oriented, unique_pairs
+from stages.dedup.minhash import NO_BUCKET, band_keys, document_hashes, jaccard, shingle_sets, signatures
 
 if TYPE_CHECKING:
     import ray.data
@@ -399,7 +399,7 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict], run: Run
                                 names: list[str]) -> dict:
     """_duplicate_graph's steps in this process on the whole input at once: every document's row in one array
     (fine for the small runs this is used for), each shuffle a single group."""
-    from pipeline.components import cluster_members_local, star_components_local
+    from stages.dedup.components import cluster_members_local, star_components_local
 
     columns = ("key", "length", "text_hash") + tuple(f"band_{band}" for band in range(config.minhash.bands)
                                                      if config.near)
@@ -453,7 +453,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
     import pyarrow as pa
     import ray.data
 
-    from pipeline.components import cluster_members, star_components
+    from stages.dedup.components import cluster_members, star_components
 
     rows = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
