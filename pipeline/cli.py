@@ -334,7 +334,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
-    from stages.tokenizer_files import FILE_NAMES, TokenizerFileError, load_tokenizer
+    from stages.tokens.files import FILE_NAMES, TokenizerFileError, load_tokenizer
 
     model = Path(args.model)
     if model.is_dir():

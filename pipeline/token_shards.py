@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from pipeline.io.atomic import atomic_write_bytes, publish_file, temporary_path
 from pipeline.io.storage import StoragePath, local_copy, storage_path
-from stages.tokenizer_files import SENTENCEPIECE
+from stages.tokens.files import SENTENCEPIECE
 
 MANIFEST = "manifest.json"
 FORMAT = "ccpipeline-token-shards/1"

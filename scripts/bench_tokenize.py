@@ -39,7 +39,7 @@ SHARDS = 16
 
 
 def plain_loop(model: bytes, texts: list[str]) -> tuple[int, float]:
-    from stages.tokenizer import load_model
+    from stages.tokens.tokenizer import load_model
 
     processor = load_model(model)
     started = time.perf_counter()
@@ -59,7 +59,7 @@ _PROCESSOR: dict = {}
 
 def two_processes(model: bytes, texts: list[str]) -> tuple[int, float]:
     """The machine's own ceiling: the plain loop in two forked processes on halves of the texts, no framework."""
-    from stages.tokenizer import load_model
+    from stages.tokens.tokenizer import load_model
 
     _PROCESSOR["model"] = load_model(model)
     with multiprocessing.get_context("fork").Pool(2) as pool:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from bench_minhash import load_documents
-    from stages.tokenizer import TokenizerConfig, train_model, training_lines
+    from stages.tokens.tokenizer import TokenizerConfig, train_model, training_lines
 
     texts = load_documents(args.documents)
     characters = sum(map(len, texts))

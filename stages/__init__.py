@@ -14,8 +14,8 @@ from stages.gopher_repetition import GopherRepetition
 from stages.html_langid import HtmlLangId
 from stages.langid import LangId
 from stages.pii import Pii
-from stages.tokenize import Tokenize
-from stages.tokenizer import Tokenizer
+from stages.tokens.tokenize import Tokenize
+from stages.tokens.tokenizer import Tokenizer
 from stages.train import Train
 from stages.word_list import ToxicWords
 

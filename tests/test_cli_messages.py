@@ -17,7 +17,7 @@ from conftest import DATA, REPO, interrupted_cli, pipeline_cli
 from pipeline.config import ConfigError, load_config
 from pipeline.runner import RunResult
 from pipeline.summary import print_result
-from stages.tokenizer import TokenizerConfig, load_model, train_model, training_lines
+from stages.tokens.tokenizer import TokenizerConfig, load_model, train_model, training_lines
 
 REAL_WARC = DATA / "warc" / "cc_whirlwind" / "whirlwind.warc.gz"
 

@@ -22,10 +22,10 @@ from pipeline.summary import print_result
 from pipeline.stats import accounting_problems
 from memory_maps import mapping_of
 from pipeline.token_shards import map_tokens, read_index, read_manifest, write_shard
-from stages.tokenize import Encoder, splits_of
-from stages.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, train_model, \
+from stages.tokens.tokenize import Encoder, splits_of
+from stages.tokens.tokenizer import EOS_ID, UNK_ID, TokenizerConfig, bottom_k, id_hashes, load_model, train_model, \
     training_lines
-from stages.tokenizer_files import HUGGING_FACE, SENTENCEPIECE, TokenizerFileError, load_tokenizer, token_dtype
+from stages.tokens.files import HUGGING_FACE, SENTENCEPIECE, TokenizerFileError, load_tokenizer, token_dtype
 
 REPO = Path(__file__).resolve().parents[1]
 AWKWARD_TEXTS = [
@@ -91,7 +91,7 @@ def test_bottom_k_is_a_uniform_sample_that_ignores_input_order():
 def test_the_sample_is_chosen_by_a_tree_of_tasks_not_on_the_driver(tmp_path, local_ray):
     """40 documents parts: a leaf task per part, then merge tasks 16 at a time, in two rounds (40 -> 3 -> 1); the
     threshold is the k-th smallest id hash of the whole corpus, as if every hash had been sorted in one place."""
-    from pipeline.tokenize_runner import sample_threshold
+    from stages.tokens.runner import sample_threshold
 
     ids, paths = [], []
     for part in range(40):
@@ -487,7 +487,7 @@ def test_the_tokenizer_stage_keeps_a_given_tokenizer_json_and_the_cli_decodes_it
 def test_slices_depend_on_the_files_and_shard_tokens_only_and_cover_every_row_group_once(tmp_path):
     """A tokenize task's slice is whole row groups of one part, cut where the footer's text bytes reach shard_tokens
     tokens (4 bytes each): nothing about workers enters, so the same parts give the same shards on any cluster."""
-    from pipeline.token_tasks import BYTES_PER_TOKEN, slices
+    from stages.tokens.tasks import BYTES_PER_TOKEN, slices
 
     paths = []
     for part in range(2):

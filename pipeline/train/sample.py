@@ -8,7 +8,7 @@ import torch
 
 from pipeline.train.model import GPT, GPTConfig
 from pipeline.train.train import CHECKPOINT
-from stages.tokenizer_files import load_tokenizer
+from stages.tokens.files import load_tokenizer
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:

@@ -107,10 +107,9 @@ def _exact_edges(group: dict) -> dict:
     return {"head": heads, "tail": tails}
 
 
-def _band_rows(batch: dict, bands: int, partitions: int, removed: np.ndarray) -> dict:
-    keep = ~np.isin(batch["key"], removed, assume_unique=False)
-    keys, lengths = batch["key"][keep], batch["length"][keep]
-    band_values = np.stack([batch[f"band_{band}"][keep] for band in range(bands)], axis=1).reshape(-1)
+def _band_rows(batch: dict, bands: int, partitions: int) -> dict:
+    keys, lengths = batch["key"], batch["length"]
+    band_values = np.stack([batch[f"band_{band}"] for band in range(bands)], axis=1).reshape(-1)
     in_bucket = band_values != NO_BUCKET  # documents without shingles (empty after normalisation) are in none
     band_values = band_values[in_bucket]
     return {
@@ -410,7 +409,7 @@ def _duplicate_graph_in_process(config: DedupConfig, items: list[dict], run: Run
     exact = _exact_edges(rows) if config.exact and documents else empty
     near = empty
     if config.near and documents:
-        near = _near_edges(_band_rows(rows, config.minhash.bands, partitions, np.empty(0, np.uint64)))
+        near = _near_edges(_band_rows(rows, config.minhash.bands, partitions))
         if config.verify_jaccard is not None and len(near["head"]):
             near = _verified_local(near, [item["path"] for item in items], config)
     larger, smaller = oriented(np.concatenate([exact["head"], near["head"]]),
@@ -477,8 +476,7 @@ def _duplicate_graph(config: DedupConfig, items: list[dict], workers: int, optio
         # exact duplicates are banded too (their edges join what exact edges join already): no list of them to send
         step("near", documents, "documents")
         banded = rows.map_batches(
-            _band_rows, fn_kwargs={"bands": config.minhash.bands, "partitions": partitions,
-                                   "removed": np.empty(0, np.uint64)},
+            _band_rows, fn_kwargs={"bands": config.minhash.bands, "partitions": partitions},
             batch_format="numpy", **options,
         )
         near = banded.groupby("partition", num_partitions=partitions).map_groups(

@@ -1,8 +1,8 @@
 """Tokenize every kept document into token shards a trainer can stream (global stage).
 
-The runner (pipeline/tokenize_runner.py) encodes the documents in Ray tasks with the run's tokenizer (the
+The runner (stages/tokens/runner.py) encodes the documents in Ray tasks with the run's tokenizer (the
 `tokenizer` stage's model, or this stage's own `model`: a sentencepiece model or a Hugging Face tokenizer.json,
-stages/tokenizer_files.py), each task writing the shards of its slice of a documents part with
+stages/tokens/files.py), each task writing the shards of its slice of a documents part with
 pipeline/token_shards.py. The pure parts are here: encoding a batch and the train/validation split.
 
 Determinism: a document's split depends only on its id (a fixed-key hash), its place in its shard only on its id
@@ -19,8 +19,8 @@ import numpy as np
 from pydantic import Field
 
 from stages.base import GlobalContext, StageConfig
-from stages.tokenizer import EOS_TOKEN_DESCRIPTION, GivenModelStage, id_hashes
-from stages.tokenizer_files import BOTH_KINDS, load_tokenizer
+from stages.tokens.tokenizer import EOS_TOKEN_DESCRIPTION, GivenModelStage, id_hashes
+from stages.tokens.files import BOTH_KINDS, load_tokenizer
 
 SPLIT_SEED = 0x5EED_5B1D  # fixed: the split of a document never changes with the shuffle seed
 TRAIN, VALIDATION = "train", "validation"
@@ -51,7 +51,7 @@ class Tokenize(GivenModelStage):
 
     @classmethod
     def run(cls, settings: TokenizeConfig, context: GlobalContext) -> None:
-        from pipeline.tokenize_runner import run_tokenize
+        from stages.tokens.runner import run_tokenize
 
         run_tokenize(settings, context.run, source=context.source, workers=context.workers,
                      options=context.options, step=context.step)

@@ -1,5 +1,5 @@
 """The Ray task of the tokenize stage, in a module of its own that imports only what it needs (not Ray Data), so
-that a fresh worker process starts it in a fraction of a second. pipeline/tokenize_runner.py composes it.
+that a fresh worker process starts it in a fraction of a second. stages/tokens/runner.py composes it.
 
 One task per slice (a run of whole row groups of one documents part) encodes its documents and writes its own
 shards, one per split, ordered by seeded id hash; nothing but counts and manifest entries returns to the driver.
@@ -15,8 +15,8 @@ import ray
 
 from pipeline.io.storage import parquet_file, storage_path
 from pipeline.token_shards import shard_name, write_shard
-from stages.tokenize import TRAIN, VALIDATION, Encoder, TokenizeConfig, splits_of
-from stages.tokenizer import id_hashes
+from stages.tokens.tokenize import TRAIN, VALIDATION, Encoder, TokenizeConfig, splits_of
+from stages.tokens.tokenizer import id_hashes
 
 BYTES_PER_TOKEN = 4  # to size a slice from the Parquet footer's text bytes before anything is encoded
 

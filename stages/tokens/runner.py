@@ -10,7 +10,7 @@ id and token, settings, what the sample was, and the vocabulary size trained bes
 gives fewer pieces, and the stage warns that it did) and _done.json.
 
 tokenize: one plain Ray task per slice of a documents part (whole row groups holding about shard_tokens tokens,
-pipeline/token_tasks.py) encodes it (the model cached per worker process) and writes its shards, one per split
+stages/tokens/tasks.py) encodes it (the model cached per worker process) and writes its shards, one per split
 (pipeline/token_shards.py); the driver writes manifest.json from the entries the tasks return.
 """
 
@@ -34,11 +34,11 @@ from pipeline.progress import StepReport, no_steps
 from pipeline.run_dir import RunDir
 from pipeline.stats import StageTally
 from pipeline.token_shards import FORMAT, write_manifest
-from pipeline.token_tasks import slices, tokenize_slice
+from stages.tokens.tasks import slices, tokenize_slice
 from pipeline.tree_reduce import tree_reduce
-from stages.tokenize import TRAIN, VALIDATION, TokenizeConfig
-from stages.tokenizer import TokenizerConfig, bottom_k, id_hashes, train_model, training_lines
-from stages.tokenizer_files import FILE_NAMES, load_tokenizer
+from stages.tokens.tokenize import TRAIN, VALIDATION, TokenizeConfig
+from stages.tokens.tokenizer import TokenizerConfig, bottom_k, id_hashes, train_model, training_lines
+from stages.tokens.files import FILE_NAMES, load_tokenizer
 
 DESCRIPTION_FILE = "tokenizer.json"  # the run's description of its tokenizer, not a Hugging Face tokenizer.json
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def run_tokenize(config: TokenizeConfig, run: RunDir, source: StoragePath, worke
                  options: dict | None = None, step: StepReport = no_steps) -> StageTally:
     """Encode every document under `source` into run.shards; returns the stage's counts.
 
-    One task per slice of a documents part (pipeline/token_tasks.py) encodes it and writes its own shards; the
+    One task per slice of a documents part (stages/tokens/tasks.py) encodes it and writes its own shards; the
     driver holds one reference per slice and gets back counts and manifest entries, never documents or tokens. No
     documents move between tasks: the trainer mixes them by drawing blocks from every shard of a split
     (pipeline/train/data.py), as nanoGPT's and Megatron's loaders do."""

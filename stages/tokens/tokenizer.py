@@ -1,9 +1,9 @@
 """BPE tokenizer: train a sentencepiece model on a uniform sample of the cleaned documents, or use a given one.
 
-A given model is a sentencepiece model or a Hugging Face tokenizer.json (stages/tokenizer_files.py), copied into the
+A given model is a sentencepiece model or a Hugging Face tokenizer.json (stages/tokens/files.py), copied into the
 run as it is.
 
-A global stage: the runner (pipeline/tokenize_runner.py) draws the sample on Ray and calls `train_model` on the
+A global stage: the runner (stages/tokens/runner.py) draws the sample on Ray and calls `train_model` on the
 driver. The pure functions here know nothing of Ray or the run directory.
 
 Settings chosen so that decode(encode(text)) == text for any text: no normalisation (`identity`), spaces kept as
@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from stages.base import GlobalContext, GlobalStage, StageConfig, StageSetupError
-from stages.tokenizer_files import BOTH_KINDS, TokenizerFileError, load_tokenizer
+from stages.tokens.files import BOTH_KINDS, TokenizerFileError, load_tokenizer
 
 # sentencepiece's piece ids: unknown, begin and end of text. The end-of-text piece separates documents.
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -93,7 +93,7 @@ class Tokenizer(GivenModelStage):
 
     @classmethod
     def run(cls, settings: TokenizerConfig, context: GlobalContext) -> None:
-        from pipeline.tokenize_runner import run_tokenizer
+        from stages.tokens.runner import run_tokenizer
 
         run_tokenizer(settings, context.run, source=context.source, workers=context.workers,
                       options=context.options, step=context.step)
