@@ -1,5 +1,5 @@
-"""Benchmark: MinHash signatures/s of our vectorised numpy code (stages/dedup/minhash.py) against datasketch's MinHash, on
-the same documents, in the same run. The issue's target: ours at least 10x faster.
+"""Benchmark: MinHash signatures/s of our vectorised numpy code (stages/dedup/minhash.py) against datasketch's
+MinHash, on the same documents, in the same run. The issue's target: ours at least 10x faster.
 
 Documents: `--documents` (default 20,000) windows of 300 to 1,500 whitespace-separated words (uniform), cut at random
 offsets from the real public-domain texts in ../shared/data/text, read in place: Project Gutenberg books (English,

@@ -1,6 +1,6 @@
-"""MinHash near-duplicate detection (stages/dedup/minhash.py): signatures bit for bit equal to datasketch's, normalisation
-against its plain-Python definition in 75 languages, shingles, band keys, and the LSH S-curve measured on pairs of
-real texts with controlled Jaccard similarity."""
+"""MinHash near-duplicate detection (stages/dedup/minhash.py): signatures bit for bit equal to datasketch's,
+normalisation against its plain-Python definition in 75 languages, shingles, band keys, and the LSH S-curve measured
+on pairs of real texts with controlled Jaccard similarity."""
 
 from __future__ import annotations
 

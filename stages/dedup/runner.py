@@ -5,7 +5,8 @@ small value per part or shuffle partition; documents, edges and members stay in 
 1. signatures: one Ray task per documents part computes, for each document, its key (part index, row), text
    length, normalised-text hash and LSH band keys (vectorised MinHash), into the object store (which spills).
 2. exact: rows are shuffled by text hash (a Ray Data groupby on a partition of the hash, so that a group arrives
-   whole in one call; the sort or the hash shuffle, see use_shuffle) and each group gives star edges from its best member.
+   whole in one call; the sort or the hash shuffle, see use_shuffle) and each group gives star edges from its best
+   member.
 3. near: rows are exploded into (band key, key, length) rows, shuffled the same way, and every bucket holding
    several documents gives star edges. Optionally each candidate pair's real shingle Jaccard is checked by joins
    (pairs made unique, their ends joined with their parts' texts, the two sides brought together) and pairs under
