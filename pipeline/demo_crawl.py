@@ -1350,6 +1350,9 @@ LABELS_DIR = "labels"
 BAD_WORDS_NAME = "badwords.txt"
 # The insults of TOXIC_COMMENTS, for the word-list toxicity rule (C4 style) of the quickstart.
 BAD_WORDS = ("crap", "idiot", "damn", "moron", "shit", "bastard", "jerk", "stupidest", "go to hell")
+BLOCKED_DOMAINS_NAME = "blocked-domains.txt"
+# The casino and pharma spam sites, for the quickstart's URL filter: the part a blocklist such as UT1's plays.
+BLOCKED_DOMAINS = (SPAM_SITES[1].host, SPAM_SITES[2].host)
 LABELLED_EXAMPLES = 400
 
 
@@ -1387,8 +1390,9 @@ def _toxicity_examples(rng: random.Random) -> list[dict[str, str]]:
 
 
 def write_demo_labels(directory: str | os.PathLike[str], seed: int = 0) -> dict[str, pathlib.Path]:
-    """Write labelled examples (labels/toxicity.jsonl, labels/quality.jsonl) and a bad-words list (badwords.txt),
-    all from this module's own text, so the quickstart can train and run its classifiers offline. Deterministic.
+    """Write labelled examples (labels/toxicity.jsonl, labels/quality.jsonl), a bad-words list (badwords.txt) and a
+    blocklist of the crawl's own casino and pharma spam domains (blocked-domains.txt), all from this module's own
+    text, so the quickstart can train and run its classifiers and filters offline. Deterministic.
     """
     out = pathlib.Path(directory)
     (out / LABELS_DIR).mkdir(parents=True, exist_ok=True)
@@ -1400,6 +1404,9 @@ def write_demo_labels(directory: str | os.PathLike[str], seed: int = 0) -> dict[
     written["badwords"] = out / BAD_WORDS_NAME
     _atomic_write(written["badwords"], ("# Mild insults used by the demo crawl's toxic comments\n"
                                         + "\n".join(BAD_WORDS) + "\n").encode("utf-8"))
+    written["blocked_domains"] = out / BLOCKED_DOMAINS_NAME
+    _atomic_write(written["blocked_domains"], ("# The demo crawl's casino and pharma spam sites (invented domains)\n"
+                                               + "\n".join(BLOCKED_DOMAINS) + "\n").encode("utf-8"))
     return written
 
 

@@ -2,9 +2,10 @@
 
 A stage's `prepare` runs once, on the driver (`prepare_stages`), and leaves its settings naming files that may exist
 only there: the fastText model in the driver's cache, a classifier it trained, a word list on its disk. Every setting
-a stage lists in `file_settings` is staged: the file is copied to <run>/_assets/<sha256 prefix>-<file name> (atomically; a file
-already staged under that name is not copied again, since the name carries its checksum), and the setting the
-workers get becomes a reference to it, `staged:_assets/<name>#sha256=<hex>`.
+a stage lists in `file_settings` (a path, or a list of paths) is staged: the file is copied to
+<run>/_assets/<sha256 prefix>-<file name> (atomically; a file already staged under that name is not copied again,
+since the name carries its checksum), and the setting the workers get becomes a reference to it,
+`staged:_assets/<name>#sha256=<hex>`.
 
 A worker turns each reference back into a local file with `local_asset`: its node's copy in
 $CCPIPELINE_CACHE/assets (default ~/.cache/ccpipeline/assets), made once per node under a file lock and checked
@@ -19,7 +20,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from pipeline.config import ConfigError, RunConfig
 from pipeline.io.atomic import publish_file
@@ -89,17 +90,27 @@ def prepare_stages(config: RunConfig, run: RunDir) -> dict:
 
 
 def staged_settings(settings: StageConfig, file_settings: tuple[str, ...], run_root: StoragePath) -> StageConfig:
-    """The settings with each named file staged in the run directory (driver side)."""
-    files = {name: getattr(settings, name) for name in file_settings}
-    return settings.model_copy(update={name: stage_asset(Path(value).expanduser(), run_root)
-                                       for name, value in files.items() if value is not None})
+    """The settings with each named file (or each file of a list of them) staged in the run directory (driver
+    side)."""
+    def staged(path: str) -> str:
+        return stage_asset(Path(path).expanduser(), run_root)
+
+    return settings.model_copy(update={name: _each_file(getattr(settings, name), staged) for name in file_settings})
 
 
 def local_settings(settings: StageConfig, file_settings: tuple[str, ...], run_root: StoragePath) -> StageConfig:
     """The settings with each staged file made this node's local copy (worker side); plain paths stay."""
-    files = {name: getattr(settings, name) for name in file_settings}
-    return settings.model_copy(update={name: str(local_asset(value, run_root))
-                                       for name, value in files.items() if is_staged(value)})
+    def local(value: str) -> str:
+        return str(local_asset(value, run_root)) if is_staged(value) else value
+
+    return settings.model_copy(update={name: _each_file(getattr(settings, name), local) for name in file_settings})
+
+
+def _each_file(value: str | list[str] | None, change: Callable[[str], str]) -> str | list[str] | None:
+    """A file setting's value with `change` applied to its file, or to each file of a list (`domain_lists`)."""
+    if value is None:
+        return None
+    return [change(item) for item in value] if isinstance(value, list) else change(value)
 
 
 def _copy_checked(source: StoragePath, target: Path, checksum: str) -> None:

@@ -17,14 +17,15 @@ from stages.pii import Pii
 from stages.tokens.tokenize import Tokenize
 from stages.tokens.tokenizer import Tokenizer
 from stages.train import Train
+from stages.url_filter import UrlFilter
 from stages.word_list import ToxicWords
 
-# In the order a config would usually list them: cheap decisions first, PII redaction last, then the global
-# stages, which see the whole run.
+# In the order a config would usually list them: cheap decisions first (the URL before the page), PII redaction
+# last, then the global stages, which see the whole run.
 STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
-        HtmlLangId, Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
+        UrlFilter, HtmlLangId, Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
         ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize, Train,
     )
 }
