@@ -25,6 +25,10 @@ Document rules, in order of precedence (drop reason in brackets):
                        configured, the default)                   max_bad_words (0)           ["bad_words"]
 Numeric thresholds are switched off with None, pattern rules with false. Only the document rules can be
 re-thresholded from the saved columns: changing a line rule changes the text and needs the stage to run again.
+
+A table row ("| a | b |") is judged as its cells, one line each, and the cells that pass are kept as lines
+(`tables: cells`; `as_written` judges the row as it is). `preset: c4` takes the thresholds of the code that built C4,
+`preset: fineweb` those of FineWeb's pipeline (stages/presets.py).
 """
 
 from __future__ import annotations
@@ -35,8 +39,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field
 
-from stages.base import StageConfig
-from stages.text_tools import Measured, Rule, RuleStage, count_sentences
+from stages.text_tools import Measured, Rule, RuleConfig, RuleStage, count_sentences
 from stages.word_list import WordList, checked_word_list
 
 _TERMINAL_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -44,8 +47,11 @@ _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
 _POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
-class C4Config(StageConfig):
-    """The C4 rules; numeric thresholds are switched off with None, pattern rules with false. Defaults are C4's."""
+class C4Config(RuleConfig):
+    """The C4 rules; numeric thresholds are switched off with None, pattern rules with false. Defaults are the C4
+    paper's (and datatrove's); `preset: c4` takes those of the code that built C4."""
+
+    stage_name = "c4"
 
     max_word_length: int | None = Field(1000, ge=1, description="Lines holding a longer word (characters between "
                                         "spaces) are removed. C4: 1000.")
@@ -53,14 +59,15 @@ class C4Config(StageConfig):
                                    "'[citation needed]') out of lines. C4: on.")
     require_terminal_punct: bool = Field(True, description="Remove lines that do not end with '.', '?', '!', '\"' or "
                                          "\"'\", or that end with '...'. C4: on.")
-    min_words_per_line: int | None = Field(3, ge=0, description="Lines with fewer words are removed. C4: 3.")
+    min_words_per_line: int | None = Field(3, ge=0, description="Lines with fewer words are removed. C4 paper: 3 "
+                                            "(C4's code: 5).")
     drop_lorem_ipsum: bool = Field(True, description="Drop documents with 'lorem ipsum' in a line. C4: on.")
     remove_javascript_lines: bool = Field(True, description="Remove lines mentioning 'javascript'. C4: on.")
     drop_curly_bracket: bool = Field(True, description="Drop documents with a '{' in a line (likely code). C4: on.")
     remove_policy_lines: bool = Field(True, description="Remove lines about terms of use, privacy or cookie "
                                       "policies. C4: on.")
     min_sentences: int | None = Field(5, ge=0, description="Documents with fewer sentences in their kept lines are "
-                                      "dropped. C4: 5.")
+                                      "dropped. C4 paper: 5 (C4's code: 3).")
     bad_words: str | None = Field(None, description="Path of a bad-words list (one word or phrase per line, # for "
                                   "comments), e.g. LDNOOBW's 'en' as C4 used; None (default) switches the rule off.")
     max_bad_words: int = Field(0, ge=0, description="Documents whose kept text holds more matches of the bad-words "

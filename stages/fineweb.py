@@ -11,7 +11,8 @@ Signal column (prefix `fineweb_`) -> config field, rule (drop reason = signal na
     dup_line_char_ratio  characters in lines equal to an earlier line, over the characters that are not "\\n"
                                                                              max_dup_line_char_ratio (0.01): above drops
     newline_word_ratio   "\\n" characters per word                            max_newline_word_ratio (0.3): above drops
-`short_line_length` shapes the signal itself: changing it needs the stage to run again.
+`short_line_length` shapes the signal itself: changing it needs the stage to run again. A table row ("| a | b |")
+counts as its cells, one line each (`tables: cells`, the default); `preset: fineweb` sets FineWeb's values.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from stages.base import StageConfig
-from stages.text_tools import SENTENCE_TERMINALS, Measured, Rule, RuleStage, duplicates, ratio, split_words
+from stages.text_tools import (SENTENCE_TERMINALS, Measured, Rule, RuleConfig, RuleStage, duplicates, ratio,
+                               split_words)
 
 
-class FineWebConfig(StageConfig):
+class FineWebConfig(RuleConfig):
     """Thresholds of the FineWeb rules; None switches a rule off. Defaults are the published ones."""
+
+    stage_name = "fineweb"
 
     min_line_punct_ratio: float | None = Field(0.12, ge=0, le=1, description="Share of lines ending with terminal "
                                                "punctuation below this drops the document. FineWeb: 0.12.")

@@ -16,7 +16,8 @@ Signal column (prefix `gopher_quality_`) -> config fields, rule (drop reason = s
     stop_words            distinct stop words present            min_stop_words           (2)
 Every threshold is switched off by setting it to None. A rule drops when the signal is strictly below a minimum or
 strictly above a maximum, as in datatrove's GopherQualityFilter. Stop words match case-sensitively ("The" is not
-"the"), also as datatrove does.
+"the"), also as datatrove does. A table row ("| a | b |") is measured as its cells, one line each, without its
+bars (`tables: cells`, the default). `preset: gopher`, `fineweb` or `dclm` set Gopher's values (stages/presets.py).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from collections import Counter
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from stages.base import StageConfig
-from stages.text_tools import HAS_LETTER, SYMBOLS_ONLY, Measured, Rule, RuleStage, ratio, split_words, token_kind
+from stages.text_tools import (HAS_LETTER, SYMBOLS_ONLY, Measured, Rule, RuleConfig, RuleStage, ratio, split_words,
+                               token_kind)
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 
 
-class GopherQualityConfig(StageConfig):
+class GopherQualityConfig(RuleConfig):
     """Thresholds of the Gopher quality rules; None switches a rule off. Defaults are the published ones."""
+
+    stage_name = "gopher_quality"
 
     min_words: int | None = Field(50, ge=0, description="Fewer words (tokens not made only of symbols) drop. "
                                   "Gopher: 50.")

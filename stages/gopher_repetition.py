@@ -22,7 +22,8 @@ drops when its signal is strictly above the limit; None switches a rule off:
     dup_5gram_frac -> max_dup_5gram_frac (0.15) ... dup_10gram_frac -> max_dup_10gram_frac (0.10), 0.01 less per n
 
 N-grams are compared by 64-bit hashes of their words' hashes, computed with numpy for all positions at once: linear
-work per n, and no n-gram strings are built.
+work per n, and no n-gram strings are built. A table row ("| a | b |") is measured as its cells, one line each,
+without its bars (`tables: cells`, the default). `preset: gopher`, `fineweb` or `dclm` set Gopher's values.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from stages.base import StageConfig
-from stages.text_tools import Measured, Rule, RuleStage, duplicates, ratio, split_words
+from stages.text_tools import Measured, Rule, RuleConfig, RuleStage, duplicates, ratio, split_words
 
 TOP_NGRAM_SIZES = (2, 3, 4)
 DUPLICATE_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
@@ -47,8 +47,10 @@ def _limit(default: float, what: str) -> float | None:
     return Field(default, ge=0, le=1, description=f"{what} above this drops the document. Gopher: {default}.")
 
 
-class GopherRepetitionConfig(StageConfig):
+class GopherRepetitionConfig(RuleConfig):
     """Thresholds of the Gopher repetition rules; None switches a rule off. Defaults are the published ones."""
+
+    stage_name = "gopher_repetition"
 
     max_dup_para_frac: float | None = _limit(0.3, "Share of paragraphs that repeat an earlier paragraph")
     max_dup_para_char_frac: float | None = _limit(0.2, "Share of characters in repeated paragraphs")

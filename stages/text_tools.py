@@ -15,6 +15,12 @@ text repeats its chunks, so each distinct chunk is split once per process (up to
 
 Sentences (C4's minimum) end where spaCy's rule-based sentencizer ends them: at a token that is a sentence terminal
 (".", "!", "?", "。", "।", ...), once a word token follows it.
+
+Tables. trafilatura 2.x writes a table row as one line, "| cell | cell |", and a page laid out with tables puts its
+whole article in a cell: a line that ends with "|" fails C4's and FineWeb's punctuation rules, and "|" tokens and
+empty cells weigh on Gopher's ratios. With `tables: cells` (the default) the rules measure each cell as a line of its
+own (`table_cells_as_lines`); the text a stage keeps is the text as extracted, except that C4, which keeps the
+lines that pass, keeps the cells that pass as plain lines.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from itertools import groupby
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, model_validator
 
 from pipeline.schema import TEXT
 from stages.base import Decision, Stage, StageConfig, set_columns, with_outcome
+from stages.presets import PresetName, with_preset
 
 # Unicode's Sentence_Terminal property (PropList.txt, Unicode 16): the characters that end a sentence in some script.
 SENTENCE_TERMINALS = frozenset(
@@ -434,6 +442,29 @@ def ratio(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
+# A cell border: a "|" that trafilatura did not escape as "\|" (a "|" inside a cell's text).
+_CELL_BORDER = re.compile(r"(?<!\\)\|")
+_SEPARATOR_ROW = re.compile(r"\|(?:[ \t]*:?-+:?[ \t]*\|)+")
+_ROW_END = re.compile(r"\|\s*$", re.MULTILINE)  # a line that ends with a bar: the text may hold table rows
+
+
+def table_cells_as_lines(text: str) -> str:
+    """The text with each table row (a line that starts and ends with a border "|", as trafilatura 2.x writes rows)
+    replaced by its non-empty cells, one line each, with "\\|" back to "|". Header separators ("|---|---|") and rows
+    of empty cells leave no line; every other line stays as it is."""
+    if not _ROW_END.search(text):
+        return text
+    lines: list[str] = []
+    for line in text.split("\n"):
+        row = line.strip()
+        if len(row) < 2 or row[0] != "|" or row[-1] != "|" or row[-2] == "\\":
+            lines.append(line)
+        elif not _SEPARATOR_ROW.fullmatch(row):
+            cells = (cell.strip() for cell in _CELL_BORDER.split(row[1:-1]))
+            lines.extend(cell.replace("\\|", "|") for cell in cells if cell)
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One decision on one signal column: drop a document when its signal is `below` or `above` the limit held by
@@ -456,11 +487,36 @@ class Measured(NamedTuple):
     text: str | None = None
 
 
+class RuleConfig(StageConfig):
+    """What every rule stage's settings have: a named preset (stages/presets.py) and how table rows are measured.
+    Subclasses name their stage in `stage_name`, whose rows of the preset tables apply."""
+
+    stage_name: ClassVar[str]
+
+    preset: PresetName | None = Field(None, description="Every threshold as a published recipe sets it: gopher (Rae "
+                                      "et al. 2021), fineweb (datatrove's FineWeb pipeline), c4 (the code that built "
+                                      "C4), dclm (DCLM-baseline's Gopher rules); settings given beside it override "
+                                      "it. A recipe without rules for this stage is an error. Values and sources: "
+                                      "stages/presets.py; none: the defaults below.")
+    tables: Literal["cells", "as_written"] = Field("cells", description="cells: a table row as trafilatura writes it "
+                                                   "(one line, its cells between bars) is measured as its cells, one "
+                                                   "line each, so that an article laid out in a table is judged as "
+                                                   "prose; the kept text keeps the table (c4 keeps the cells that "
+                                                   "pass, as lines). as_written: rows are measured as written, as "
+                                                   "datatrove does.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_values(cls, data: Any) -> Any:
+        return with_preset(cls.stage_name, data)
+
+
 class RuleStage(Stage):
     """Base of the heuristic rule stages: measure every document into signal columns, then decide from the columns.
 
-    Subclasses set `name`, `Config`, `output_fields` (the signal columns, named `<stage>_<signal>`), `rules` (in the
-    order their drop reasons take precedence) and implement `measure`.
+    Subclasses set `name`, `Config` (a `RuleConfig`), `output_fields` (the signal columns, named
+    `<stage>_<signal>`), `rules` (in the order their drop reasons take precedence) and implement `measure`, which
+    sees the text as the rules read it (`tables`).
     """
 
     rules: ClassVar[tuple[Rule, ...]]
@@ -486,9 +542,10 @@ class RuleStage(Stage):
         edited = list(texts)
         errors: list[str | None] = [None] * len(texts)
         details: list[str | None] = [None] * len(texts)
+        cells = self.config.tables == "cells"
         for row, text in enumerate(texts):
             try:
-                measured = self.measure(text or "")
+                measured = self.measure(table_cells_as_lines(text or "") if cells else text or "")
             except Exception as exc:  # a bug must cost one document, not the unit: it is counted as an error
                 errors[row], details[row] = f"{self.name}_{type(exc).__name__}", str(exc)[:500]
                 signal_rows.append((None,) * width)

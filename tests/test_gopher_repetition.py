@@ -8,8 +8,9 @@ import pytest
 
 from conftest import documents_table
 from stages.gopher_repetition import DUPLICATE_NGRAM_SIZES, TOP_NGRAM_SIZES, GopherRepetition, GopherRepetitionConfig
+from stages.text_tools import RuleConfig
 
-THRESHOLDS = tuple(GopherRepetitionConfig.model_fields)
+THRESHOLDS = tuple(name for name in GopherRepetitionConfig.model_fields if name not in RuleConfig.model_fields)
 
 
 def only(threshold: str) -> GopherRepetitionConfig:
