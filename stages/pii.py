@@ -1,24 +1,28 @@
 """PII: e-mails, phones, public IPs, cards, IBANs and US SSNs replaced by typed placeholders, counted per document.
 
-The entities are found with Presidio's pattern recognizers and replaced by `<EMAIL>`, `<PHONE>`, ...; the counts per
-type are columns, and a document holding more than `max_pii` of them is dropped as `too_much_pii`.
-
-No spaCy model is needed: Presidio's analyzer runs its pattern recognizers on the NoOp NLP engine (an installed spaCy
-pipeline can be configured instead; nothing is ever downloaded, and the public-suffix list is tldextract's bundled
-copy). Validation is Presidio's: Luhn for cards, the ISO 13616 checksum and country format for IBANs, `ipaddress`
-for IPs, a known top-level domain for e-mails, libphonenumber for phones. On top of it this stage keeps only public
-IPs, grades phone numbers (one that is valid and grouped as written in one of `phone_regions` passes alone, one that
-is only possible needs a phone word near it), and resolves overlaps between types so that each character is
+The entities are replaced by `<EMAIL>`, `<PHONE>`, ...; the counts per type are columns, and a document holding more
+than `max_pii` of them is dropped as `too_much_pii`. Overlaps between types are resolved so that each character is
 replaced at most once.
 
-Speed: most web pages hold no PII, and Presidio is slow on long text. Cheap regular expressions first find the
-stretches of text that could hold an entity ('@' before a word character, 7+ digits with separators that are not a
-date, dotted quads, colon-separated hex groups, an upper-case country code with check digits and groups). Presidio
-analyses only those stretches, widened to whole words, and only for the types they can hold; a document without any
-never reaches it. The context words Presidio's enhancer looks for ("tel", "ssn", ...) are taken from the stretch and
-`CONTEXT_REACH` characters around it and passed to it explicitly. A document whose stretches add up to more than
-`max_candidate_chars` (a table of numbers, a dump) is dropped unanalysed: phone matching reads about 15,000 such
-characters a second.
+- E-mails, IPs, IBANs and SSNs: Presidio's pattern recognizers on the NoOp NLP engine (no spaCy model is needed; an
+  installed spaCy pipeline can be configured instead; nothing is ever downloaded, and the public-suffix list is
+  tldextract's bundled copy), validated as Presidio validates them: a known top-level domain for e-mails, the ISO
+  13616 checksum and country format for IBANs, `ipaddress` for IPs, of which this stage keeps only public ones.
+- Cards: digit groups (as written: one run, or groups split by spaces or dashes) whose prefix and length are those
+  of a card network's issuer identification numbers (`CARD_RANGES`) and that pass the Luhn check.
+- Phones: libphonenumber directly, for each phone candidate and each of the document's regions: those inferred from
+  its `lang` column (the langid stage's) and the country-code TLD of its `url`, then `phone_regions`. A number that is
+  valid in one of them and written as that region writes numbers passes alone (`is_well_formed`); one that is only
+  possible there (right length), or possible in one of `FALLBACK_REGIONS`, needs a phone word near it; one labelled
+  as another kind of number (ISBN, order number, ...: `non_phone_labels`) is no phone.
+
+Speed: most web pages hold no PII, and the recognizers are slow on long text. Cheap regular expressions first find
+the stretches of text that could hold an entity ('@' before a word character, 7+ digits with separators that are not
+a date, dotted quads, colon-separated hex groups, an upper-case country code with check digits and groups). Only
+those stretches, widened to whole words, are analysed, and only for the types they can hold; a document without any
+never is. Context words ("tel", "ssn", ...) are looked for in the stretch and `CONTEXT_REACH` characters around it. A
+document whose stretches add up to more than `max_candidate_chars` (a table of numbers, a dump) is dropped
+unanalysed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import regex
@@ -96,11 +101,77 @@ CANDIDATES: dict[str, CandidateKind] = {
 }
 WORD_REACH = 100  # a stretch widens to whole words, by at most this many characters on each side
 CONTEXT_REACH = 40  # context words are looked for in a stretch and this many characters around it
+LABEL_REACH = 30  # a label naming another kind of number is looked for this many characters before a phone number
 MIN_PHONE_DIGITS = 7  # shorter "possible numbers" are house numbers, years and prices
-WELL_FORMED_PHONE_SCORE = 0.5  # valid in a region, national prefix where it writes one, grouped as it groups digits
+WELL_FORMED_PHONE_SCORE = 0.5  # valid in one of the document's regions and written as that region writes numbers
 POSSIBLE_PHONE_SCORE = 0.4  # Presidio's PhoneRecognizer.SCORE: a possible number (right length) in a region
+PHONE_WORD_BOOST = 0.35  # a phone word near a number adds this, as Presidio's context enhancer adds to its results
+CARD_SCORE = 1.0  # a checksum-validated card, as Presidio scores one
 PREFERENCE = ("credit_card", "iban", "email", "ip", "us_ssn", "phone")  # the last tie-break between overlapping types
 WORDS = regex.compile(r"[^\W\d_]+")
+DIGIT_GROUP = regex.compile(r"\d+")
+LANGUAGE_COLUMN = "lang"  # the langid stage's column: lid.176's language codes
+URL_COLUMN = "url"
+
+# The regions whose national phone formats a page in a language most likely uses (lid.176's language codes).
+LANGUAGE_REGIONS: dict[str, tuple[str, ...]] = {
+    "en": ("US", "GB", "IE", "CA", "AU"), "de": ("DE", "AT", "CH"), "fr": ("FR", "BE", "CH", "LU", "CA"),
+    "nl": ("NL", "BE"), "it": ("IT", "CH"), "es": ("ES", "MX", "AR", "CO", "CL"), "pt": ("PT", "BR"),
+    "pl": ("PL",), "cs": ("CZ",), "sk": ("SK",), "hu": ("HU",), "ro": ("RO",), "sv": ("SE",), "da": ("DK",),
+    "no": ("NO",), "nb": ("NO",), "nn": ("NO",), "fi": ("FI",), "et": ("EE",), "lv": ("LV",), "lt": ("LT",),
+    "el": ("GR", "CY"), "bg": ("BG",), "hr": ("HR",), "sl": ("SI",), "sr": ("RS",), "uk": ("UA",),
+    "ru": ("RU", "BY", "KZ"), "tr": ("TR",), "ja": ("JP",), "ko": ("KR",), "zh": ("CN", "TW", "HK"),
+}
+# Tried for a number near a phone word that none of the document's regions finds possible.
+FALLBACK_REGIONS = tuple(dict.fromkeys(region for regions in LANGUAGE_REGIONS.values() for region in regions))
+# Country-code TLDs that sites anywhere use for their letters, not for the country: no region from them.
+GENERIC_COUNTRY_TLDS = frozenset({"ai", "cc", "co", "fm", "io", "ly", "me", "tv", "to", "ws"})
+TLD_REGIONS = {"uk": "GB"}  # the one ccTLD that is not the country's ISO 3166 code
+
+
+@dataclass(frozen=True)
+class CardRange:
+    """A card network's numbers: `lengths` digits, starting with a prefix from `first` to `last` (both written with
+    the same number of digits)."""
+
+    network: str
+    first: int
+    last: int
+    lengths: tuple[int, ...]
+
+    def holds(self, digits: str) -> bool:
+        return len(digits) in self.lengths and self.first <= int(digits[: len(str(self.first))]) <= self.last
+
+
+SIXTEEN_TO_NINETEEN = (16, 17, 18, 19)
+TWELVE_TO_NINETEEN = tuple(range(12, 20))
+# Issuer identification number ranges and lengths of the card networks in use (ISO/IEC 7812 numbers, Luhn-checked).
+CARD_RANGES = (
+    CardRange("Visa", 4, 4, (13, 16, 19)),
+    CardRange("Mastercard", 51, 55, (16,)),
+    CardRange("Mastercard", 2221, 2720, (16,)),
+    CardRange("American Express", 34, 34, (15,)),
+    CardRange("American Express", 37, 37, (15,)),
+    CardRange("Discover", 6011, 6011, SIXTEEN_TO_NINETEEN),
+    CardRange("Discover", 644, 649, SIXTEEN_TO_NINETEEN),
+    CardRange("Discover", 65, 65, SIXTEEN_TO_NINETEEN),
+    CardRange("Maestro", 50, 50, TWELVE_TO_NINETEEN),
+    CardRange("Maestro", 56, 69, TWELVE_TO_NINETEEN),
+    CardRange("JCB", 3528, 3589, SIXTEEN_TO_NINETEEN),
+    CardRange("JCB (its first 15-digit ranges)", 1800, 1800, (15,)),
+    CardRange("JCB (its first 15-digit ranges)", 2131, 2131, (15,)),
+    CardRange("Diners Club", 300, 305, (14, *SIXTEEN_TO_NINETEEN)),
+    CardRange("Diners Club", 3095, 3095, (14, *SIXTEEN_TO_NINETEEN)),
+    CardRange("Diners Club", 36, 36, (14, *SIXTEEN_TO_NINETEEN)),
+    CardRange("Diners Club", 38, 39, (14, *SIXTEEN_TO_NINETEEN)),
+    CardRange("UnionPay", 62, 62, SIXTEEN_TO_NINETEEN),
+    CardRange("Mir", 2200, 2204, SIXTEEN_TO_NINETEEN),
+)
+CARD_FIRST_GROUP_DIGITS = range(4, 7)  # a card number written in groups: 4 4 4 4, 4 6 5, 6 6 4 3, ...
+CARD_GROUP_DIGITS = range(3, 7)
+MAX_CARD_DIGITS = max(length for card_range in CARD_RANGES for length in card_range.lengths)
+# Digit groups split by single spaces or dashes, not inside a word or after a '+' (an international phone number).
+CARD_GROUPS = regex.compile(r"(?<![\w+])\d++(?:[ \u00a0-]\d++)*+(?!\w)")
 
 
 class PiiConfig(StageConfig):
@@ -131,11 +202,11 @@ class PiiConfig(StageConfig):
     phone_regions: list[str] = Field(
         default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "IT"],
         min_length=1,
-        description="Regions (ISO 3166 codes) whose national number formats are recognised (Presidio "
-        "PhoneRecognizer supported_regions); numbers written with +country code are found whatever the list, and "
-        "so are numbers of other regions with a phone word near them. Each region costs one more libphonenumber "
-        "pass over every phone candidate, and a region without a "
-        "national trunk prefix (PL, ...) makes many plain digit groups valid numbers.",
+        description="Regions (ISO 3166 codes) whose national number formats are recognised on every page, after "
+        "those inferred for the page from its lang column (de: DE, AT, CH; ...) and its URL's country-code TLD. A "
+        "number valid in one of them and written as it writes numbers is a phone; one only possible there needs a "
+        "phone word near it, as does a number of any other region; numbers written with +country code are found "
+        "whatever the list. Each region costs one more libphonenumber pass over every phone candidate.",
     )
     phone_context: list[str] = Field(
         default_factory=lambda: [
@@ -145,8 +216,18 @@ class PiiConfig(StageConfig):
             "telefono", "cellulare", "telefoon", "mobiel", "komórka", "kom", "телефон", "тел",
         ],
         description="Whole words (any case) that, in a phone candidate's stretch or within 40 characters of it, "
-        "raise its score by 0.35: a number that is only possible (not valid and grouped as written in one of "
-        "phone_regions) needs one to pass the default threshold.",
+        "raise its score by 0.35: a number that is only possible (not valid and written as numbers are written in "
+        "one of the page's regions) needs one to pass the default threshold.",
+    )
+    non_phone_labels: list[str] = Field(
+        default_factory=lambda: [
+            "isbn", "issn", "ean", "gtin", "upc", "sku", "order", "invoice", "receipt", "customer", "article", "item",
+            "serial", "ref", "reference", "ticket", "tracking", "zip", "postcode", "bestellnummer", "bestellung",
+            "rechnungsnummer", "rechnung", "kundennummer", "auftragsnummer", "artikelnummer", "commande", "facture",
+            "référence", "pedido", "factura", "ordine", "fattura",
+        ],
+        description="Whole words (any case) that label another kind of number: a number right after one (within "
+        "30 characters, only punctuation, no/nr/number and the like between) is not a phone, phone word or not.",
     )
     score_threshold: float = Field(
         0.5,
@@ -210,7 +291,8 @@ def ner_model_problem(ner_model: str) -> str | None:
 
 
 def build_analyzer(config: PiiConfig):
-    """Presidio's AnalyzerEngine with the recognizers of the configured types only, working offline."""
+    """Presidio's AnalyzerEngine with the recognizers of the configured types that it finds (e-mails, IPs, IBANs,
+    SSNs), working offline."""
     # Presidio needs no torch here (pattern recognizers on the NoOp engine), but with torch installed (the train
     # extra) its import pulled torch into every worker twice over: presidio's device detection for its
     # transformer engines, and spaCy's thinc, which imports torch whenever it can: seconds of start-up and
@@ -237,20 +319,11 @@ def _torch_hidden(hide: bool):
 
 
 def _build_analyzer(config: PiiConfig):
-    import phonenumbers
     import tldextract
-    from phonenumbers import Leniency
-    from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
     from presidio_analyzer.nlp_engine import NoOpNlpEngine, SpacyNlpEngine
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        EmailRecognizer,
-        IbanRecognizer,
-        IpRecognizer,
-        PhoneRecognizer,
-        UsSsnRecognizer,
-    )
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer, IbanRecognizer, IpRecognizer, UsSsnRecognizer
 
     # Presidio's EmailRecognizer uses tldextract's module-level extractor, which fetches the suffix list on first use.
     offline_suffixes = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
@@ -263,44 +336,13 @@ def _build_analyzer(config: PiiConfig):
         def invalidate_result(self, pattern_text: str) -> bool:
             return not is_public_ip(pattern_text)
 
-    class GradedPhoneRecognizer(PhoneRecognizer):
-        """Presidio's phone recognizer: libphonenumber's matcher once per region, at leniency 0 (possible numbers).
-        It keeps numbers of 7+ digits and scores a well-formed one higher: valid, with the national prefix where
-        the region writes one and digits grouped as the region groups them (libphonenumber's strict grouping, which
-        dates and page ranges fail)."""
-
-        def analyze(self, text, entities, nlp_artifacts=None):
-            best = {}  # (start, end) -> the best-scored result for that span
-            for region in self.supported_regions:
-                for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=Leniency.POSSIBLE):
-                    if sum(c.isdigit() for c in match.raw_string) < MIN_PHONE_DIGITS:
-                        continue
-                    kept = best.get((match.start, match.end))
-                    if kept is not None and kept.score == WELL_FORMED_PHONE_SCORE:
-                        continue
-                    result = self._get_recognizer_result(match, text, region, nlp_artifacts)
-                    result.score = WELL_FORMED_PHONE_SCORE if is_well_formed(match, region) else POSSIBLE_PHONE_SCORE
-                    if kept is None or kept.score < result.score:
-                        best[match.start, match.end] = result
-            return EntityRecognizer.remove_duplicates(list(best.values()))
-
-    def is_well_formed(match, region: str) -> bool:
-        return phonenumbers.is_valid_number(match.number) and any(
-            found.raw_string == match.raw_string
-            for found in phonenumbers.PhoneNumberMatcher(match.raw_string, region, leniency=Leniency.STRICT_GROUPING)
-        )
-
     recognizers = {
         "email": OfflineEmailRecognizer,
-        "phone": lambda: GradedPhoneRecognizer(
-            context=config.phone_context, supported_regions=tuple(config.phone_regions), leniency=Leniency.POSSIBLE
-        ),
         "ip": PublicIpRecognizer,
-        "credit_card": CreditCardRecognizer,
         "iban": IbanRecognizer,
         "us_ssn": UsSsnRecognizer,
     }
-    registry = RecognizerRegistry(recognizers=[recognizers[name]() for name in config.entities])
+    registry = RecognizerRegistry(recognizers=[recognizers[name]() for name in config.entities if name in recognizers])
     if config.ner_model is None:
         nlp_engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
     else:
@@ -317,6 +359,143 @@ def _build_analyzer(config: PiiConfig):
             supported_languages=["en"],
             context_aware_enhancer=LemmaContextAwareEnhancer(context_matching_mode="whole_word"),
         )
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check that every payment card number carries in its last digit."""
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def is_card_number(digits: str) -> bool:
+    """Whether a string of digits is a card number: a network's prefix and length (CARD_RANGES), and Luhn-valid."""
+    return any(card_range.holds(digits) for card_range in CARD_RANGES) and luhn_valid(digits)
+
+
+def card_spans(text: str) -> list[tuple[int, int]]:
+    """`(start, end)` of the card numbers in a text, from left to right: a digit group of a run (CARD_GROUPS) that is
+    one, or the longest card number in groups as cards are written (4 4 4 4, 4 6 5, ...: CARD_GROUP_DIGITS, not the
+    page ranges of a table) that starts at the group. Order and part numbers around a card do not hide it."""
+    spans = []
+    for run in CARD_GROUPS.finditer(text):
+        groups = [(group.start(), group.end()) for group in DIGIT_GROUP.finditer(text, run.start(), run.end())]
+        first = 0
+        while first < len(groups):
+            last = card_end_group(text, groups, first)
+            if last is None:
+                first += 1
+            else:
+                spans.append((groups[first][0], groups[last][1]))
+                first = last + 1
+    return spans
+
+
+def card_end_group(text: str, groups: list[tuple[int, int]], first: int) -> int | None:
+    """The index of the group that ends the card number starting at `groups[first]`, or None."""
+    digits = text[groups[first][0] : groups[first][1]]
+    if is_card_number(digits):
+        return first
+    if len(digits) not in CARD_FIRST_GROUP_DIGITS:
+        return None
+    end = None
+    for last in range(first + 1, len(groups)):
+        group = text[groups[last][0] : groups[last][1]]
+        digits += group
+        if len(group) not in CARD_GROUP_DIGITS or len(digits) > MAX_CARD_DIGITS:
+            break
+        if is_card_number(digits):
+            end = last
+    return end
+
+
+def inferred_regions(language: str | None, url: str | None) -> tuple[str, ...]:
+    """The phone regions a page's language (LANGUAGE_REGIONS) and its URL's country-code TLD point to, in that
+    order."""
+    import phonenumbers
+
+    regions = list(LANGUAGE_REGIONS.get((language or "").lower(), ()))
+    host = urlsplit(url or "").hostname or ""
+    tld = host.rsplit(".", 1)[-1]
+    region = TLD_REGIONS.get(tld, tld.upper())
+    if len(tld) == 2 and tld not in GENERIC_COUNTRY_TLDS and region in phonenumbers.SUPPORTED_REGIONS:
+        regions.append(region)
+    return tuple(dict.fromkeys(regions))
+
+
+def phone_spans(text: str, regions: tuple[str, ...], phone_word_near: bool) -> list[tuple[int, int, float]]:
+    """`(start, end, score)` of the phone numbers of 7+ digits in a text, trying `regions` in order: well-formed in
+    one of them (`is_well_formed`) scores WELL_FORMED_PHONE_SCORE, only possible POSSIBLE_PHONE_SCORE, and a phone
+    word near adds PHONE_WORD_BOOST. A number well-formed in one region is not parsed again for the next. Near a
+    phone word, a text in which none of `regions` finds a possible number (libphonenumber's POSSIBLE leniency: the
+    right length) is tried in FALLBACK_REGIONS, up to the first that finds one."""
+    from phonenumbers import Leniency, PhoneNumberMatcher
+
+    grades: dict[tuple[int, int], float] = {}
+    unsettled = text  # the text less the numbers already well-formed in an earlier region (blanked, offsets kept)
+    for region in regions:
+        settled = []
+        for match in PhoneNumberMatcher(unsettled, region, leniency=Leniency.POSSIBLE):
+            if count_digits(match.raw_string) < MIN_PHONE_DIGITS:
+                continue
+            span = (match.start, match.end)
+            if is_well_formed(match, region):
+                grades[span] = WELL_FORMED_PHONE_SCORE
+                settled.append(span)
+            else:
+                grades.setdefault(span, POSSIBLE_PHONE_SCORE)
+        for start, end in settled:
+            unsettled = unsettled[:start] + " " * (end - start) + unsettled[end:]
+        if settled and not any(character.isdigit() for character in unsettled):
+            break
+    if phone_word_near and not grades:
+        for region in FALLBACK_REGIONS:
+            if region in regions:
+                continue
+            for match in PhoneNumberMatcher(text, region, leniency=Leniency.POSSIBLE):
+                if count_digits(match.raw_string) >= MIN_PHONE_DIGITS:
+                    grades[match.start, match.end] = POSSIBLE_PHONE_SCORE
+            if grades:
+                break
+    boost = PHONE_WORD_BOOST if phone_word_near else 0.0
+    return [(start, end, min(1.0, grade + boost)) for (start, end), grade in grades.items()]
+
+
+def is_well_formed(match, region: str) -> bool:
+    """Whether a number libphonenumber matched for `region` is valid and written as numbers are written there:
+    - with the region's national prefix (the 0 of 030 ...) and the area code as its first group, or a mobile
+      number (people group those freely: 078 8098 1119), prefixed the same way;
+    - or else grouped as the region groups its numbers: libphonenumber's strict grouping (dates and page ranges
+      fail it), or where the region has no national prefix (ES, PL, DK, ...: plain digit groups such as a zip code
+      and a street number, 94941 2505, are valid numbers there) its exact grouping."""
+    import phonenumbers
+    from phonenumbers import CountryCodeSource, Leniency, PhoneNumberMatcher, PhoneNumberType
+
+    if not phonenumbers.is_valid_number(match.number):
+        return False
+    number = phonenumbers.parse(match.raw_string, region, keep_raw_input=True)  # the matcher's keeps no source
+    national = number.country_code_source == CountryCodeSource.FROM_DEFAULT_COUNTRY
+    prefix = phonenumbers.PhoneMetadata.metadata_for_region(region).national_prefix if national else None
+    if prefix:
+        significant = phonenumbers.national_significant_number(number)
+        if phonenumbers.normalize_digits_only(match.raw_string) == prefix + significant:
+            area_code = significant[: phonenumbers.length_of_national_destination_code(number)]
+            first_group = DIGIT_GROUP.search(match.raw_string).group()
+            if (area_code and first_group == prefix + area_code) or (
+                phonenumbers.number_type(number) == PhoneNumberType.MOBILE
+            ):
+                return True
+    grouping = Leniency.EXACT_GROUPING if national and not prefix else Leniency.STRICT_GROUPING
+    return any(
+        found.raw_string == match.raw_string
+        for found in PhoneNumberMatcher(match.raw_string, region, leniency=grouping)
+    )
+
+
+def count_digits(text: str) -> int:
+    return sum(character.isdigit() for character in text)
 
 
 def candidate_stretches(text: str, candidates: dict[str, CandidateKind]) -> list[tuple[int, int, set[str]]]:
@@ -399,27 +578,66 @@ class Pii(Stage):
         self._context_words = {
             word.lower() for recognizer in self._analyzer.registry.recognizers for word in recognizer.context or ()
         }
-        self.analyzer_calls = 0  # texts given to Presidio so far; a document without candidates adds none
+        self._phone_words = {word.lower() for word in config.phone_context}
+        labels = "|".join(regex.escape(label) for label in config.non_phone_labels)
+        # The label, then only punctuation, "no", "nr", "number" and the like up to the number.
+        self._labelled = regex.compile(
+            rf"\b(?:{labels})\b(?:[^\p{{L}}\n]*\b(?:no|nr|num|number|nummer|numéro|número|numero)\b)?[^\p{{L}}\n]*$",
+            regex.IGNORECASE,
+        )
+        self._document_regions: dict[tuple[str | None, str | None], tuple[str, ...]] = {}
+        self.analyzer_calls = 0  # stretches analysed so far; a document without candidates adds none
 
-    def find(self, text: str) -> list[Match] | None:
-        """The non-overlapping PII matches of a text, in text order; None when its candidate stretches add up to
-        more than `max_candidate_chars` (then it is not analysed)."""
+    def document_regions(self, language: str | None, url: str | None) -> tuple[str, ...]:
+        """The phone regions to try for a document, in order: those inferred from its language and URL, then
+        `phone_regions`."""
+        host = urlsplit(url or "").hostname or ""
+        key = (language, host.rsplit(".", 1)[-1])
+        if key not in self._document_regions:
+            regions = (*inferred_regions(language, url), *self.config.phone_regions)
+            self._document_regions[key] = tuple(dict.fromkeys(regions))
+        return self._document_regions[key]
+
+    def labelled_as_other_number(self, text: str, position: int) -> bool:
+        """Whether the number at `position` follows one of `non_phone_labels` ("ISBN-10:", "order no.")."""
+        return self._labelled.search(text, max(0, position - LABEL_REACH), position) is not None
+
+    def find(self, text: str, regions: tuple[str, ...] | None = None) -> list[Match] | None:
+        """The non-overlapping PII matches of a text, in text order, phones tried in `regions` (default:
+        `phone_regions`); None when its candidate stretches add up to more than `max_candidate_chars` (then it is
+        not analysed)."""
         stretches = candidate_stretches(text, self._candidates)
         limit = self.config.max_candidate_chars
         if limit is not None and sum(end - start for start, end, _ in stretches) > limit:
             return None
+        regions = tuple(self.config.phone_regions) if regions is None else regions
+        threshold = self.config.score_threshold
         matches = []
         for start, end, types in stretches:
-            around = text[max(0, start - CONTEXT_REACH) : end + CONTEXT_REACH].lower()
             self.analyzer_calls += 1
-            results = self._analyzer.analyze(
-                text[start:end],
-                language="en",
-                entities=[PRESIDIO_ENTITIES[name] for name in sorted(types & self._enabled)],
-                score_threshold=self.config.score_threshold,
-                context=[word for word in WORDS.findall(around) if word in self._context_words],
-            )
-            matches += [Match(OUR_ENTITIES[r.entity_type], start + r.start, start + r.end, r.score) for r in results]
+            wanted = types & self._enabled
+            stretch = text[start:end]
+            around = set(WORDS.findall(text[max(0, start - CONTEXT_REACH) : end + CONTEXT_REACH].lower()))
+            if "credit_card" in wanted:
+                matches += [Match("credit_card", start + s, start + e, CARD_SCORE) for s, e in card_spans(stretch)]
+            if "phone" in wanted:
+                matches += [
+                    Match("phone", start + s, start + e, score)
+                    for s, e, score in phone_spans(stretch, regions, bool(around & self._phone_words))
+                    if score >= threshold and not self.labelled_as_other_number(text, start + s)
+                ]
+            presidio_types = sorted(wanted - {"phone", "credit_card"})
+            if presidio_types:
+                results = self._analyzer.analyze(
+                    stretch,
+                    language="en",
+                    entities=[PRESIDIO_ENTITIES[name] for name in presidio_types],
+                    score_threshold=threshold,
+                    context=sorted(around & self._context_words),
+                )
+                matches += [
+                    Match(OUR_ENTITIES[r.entity_type], start + r.start, start + r.end, r.score) for r in results
+                ]
         return resolve_overlaps(matches)
 
     def process(self, docs: pa.Table) -> pa.Table:
@@ -427,8 +645,11 @@ class Pii(Stage):
         counts: dict[str, list[int | None]] = {name: [0] * len(texts) for name in PRESIDIO_ENTITIES}
         totals: list[int | None] = [0] * len(texts)
         drops: list[str | None] = [None] * len(texts)
+        languages = docs.column(LANGUAGE_COLUMN).to_pylist() if LANGUAGE_COLUMN in docs.column_names else None
+        urls = docs.column(URL_COLUMN).to_pylist() if URL_COLUMN in docs.column_names else None
         for row, text in enumerate(texts):
-            matches = self.find(text or "")
+            regions = self.document_regions(languages and languages[row], urls and urls[row])
+            matches = self.find(text or "", regions)
             if matches is None:
                 drops[row], totals[row] = "too_many_pii_candidates", None
                 for values in counts.values():
