@@ -18,6 +18,9 @@ engine), in this one single-threaded process: one core, no sandbox, no time limi
   counts all its "with" snippets missing, all its "without" absent). precision = tp / (tp + fp),
   recall = tp / (tp + fn), F1 their harmonic mean, accuracy = (tp + tn) / all snippets.
 - no_text: pages the stage would drop as no_text (text shorter than min_chars).
+- The stage runs trafilatura with stand-ins for its XPath selectors (stages/trafilatura_selectors.py); each
+  trafilatura configuration is also run as plain trafilatura (engine `trafilatura-xpath`, its own selectors, the same
+  settings), and `differ` counts the pages whose text is not the same as the stage's.
 
 This is a benchmark, not a test: it asserts nothing.
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Callable, get_args
 
 from stages.extract import ExtractConfig, make_extractor
+from stages.trafilatura_selectors import install, uninstall
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "extraction" / "trafilatura_eval"
 ENGINES = get_args(ExtractConfig.model_fields["engine"].annotation)
@@ -62,6 +66,7 @@ class Figures:
     cpu_seconds: float  # of this process: the time on one core, whatever else the machine runs
     seconds: float  # wall clock
     no_text: int
+    differ: int = 0  # pages whose text differs from the stage's (plain trafilatura rows)
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -146,37 +151,59 @@ def extract_all(extract: Callable, pages: list[EvalPage]) -> tuple[list[str | No
     return texts, time.process_time() - cpu_started, time.perf_counter() - wall_started
 
 
+def with_own_selectors(extract: Callable) -> Callable:
+    """The stage's trafilatura function run as plain trafilatura: with its own XPath selectors for each call."""
+    def plain(*args):
+        uninstall()
+        try:
+            return extract(*args)
+        finally:
+            install()
+
+    return plain
+
+
 def measure(configurations: list[ExtractConfig], pages: list[EvalPage], passes: int) -> list[Figures]:
     """`passes` rounds, each one pass of every configuration in turn (so that a busy spell of the machine weighs on
-    all of them alike); the fastest pass of each counts. The texts of the first pass are scored."""
-    extractors = [make_extractor(**settings.extractor_options()) for settings in configurations]
-    for extract in extractors:  # lazy imports and caches, outside the timing
+    all of them alike); the fastest pass of each counts. The texts of the first pass are scored; each trafilatura
+    configuration is followed by plain trafilatura with the same settings."""
+    runs: list[tuple[str, ExtractConfig, Callable]] = []
+    for settings in configurations:
+        extract = make_extractor(**settings.extractor_options())
+        runs.append((settings.engine, settings, extract))
+        if settings.engine == "trafilatura":
+            runs.append(("trafilatura-xpath", settings, with_own_selectors(extract)))
+    for _, _, extract in runs:  # lazy imports and caches, outside the timing
         extract(b"<html><body><p>warm-up</p></body></html>", None, None)
     rows = []
-    for settings, extract in zip(configurations, extractors):
-        print(f"{settings.engine}, favor={settings.favor}: pass 1 of {passes}...", flush=True)
+    stage_texts: dict[str, list] = {}
+    for engine, settings, extract in runs:
+        print(f"{engine}, favor={settings.favor}: pass 1 of {passes}...", flush=True)
         texts, cpu_seconds, seconds = extract_all(extract, pages)
         no_text = sum(text is None or len(text.strip()) < settings.min_chars for text in texts)
-        rows.append(Figures(settings.engine, settings.favor, len(pages), cpu_seconds, seconds, no_text))
+        reference = stage_texts.setdefault(settings.favor, texts) if engine.startswith("trafilatura") else texts
+        differ = sum(ours != theirs for ours, theirs in zip(reference, texts))
+        rows.append(Figures(engine, settings.favor, len(pages), cpu_seconds, seconds, no_text, differ))
         score(rows[-1], pages, texts)
     for round_number in range(2, passes + 1):
         print(f"round {round_number} of {passes}...", flush=True)
-        for row, extract in zip(rows, extractors):
+        for row, (_, _, extract) in zip(rows, runs):
             _, cpu_seconds, seconds = extract_all(extract, pages)
             row.cpu_seconds, row.seconds = min(row.cpu_seconds, cpu_seconds), min(row.seconds, seconds)
     return rows
 
 
 def print_table(rows: list[Figures], passes: int) -> None:
-    header = (f"{'engine':<13}{'favor':<11}{'pages/CPU-s':>12}{'pages/s':>9}{'precision':>11}{'recall':>8}{'F1':>7}"
-              f"{'accuracy':>10}{'no_text':>9}")
+    header = (f"{'engine':<19}{'favor':<11}{'pages/CPU-s':>12}{'pages/s':>9}{'precision':>11}{'recall':>8}{'F1':>7}"
+              f"{'accuracy':>10}{'no_text':>9}{'differ':>8}")
     print()
     print(f"{rows[0].pages} pages, one process on one core, fastest of {passes} pass(es)")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row.engine:<13}{row.favor:<11}{row.pages_per_cpu_s:>12.1f}{row.pages_per_s:>9.1f}"
-              f"{row.precision:>11.3f}{row.recall:>8.3f}{row.f1:>7.3f}{row.accuracy:>10.3f}{row.no_text:>9}")
+        print(f"{row.engine:<19}{row.favor:<11}{row.pages_per_cpu_s:>12.1f}{row.pages_per_s:>9.1f}"
+              f"{row.precision:>11.3f}{row.recall:>8.3f}{row.f1:>7.3f}{row.accuracy:>10.3f}{row.no_text:>9}"
+              f"{row.differ:>8}")
 
 
 def figures_json(rows: list[Figures], passes: int) -> dict:
