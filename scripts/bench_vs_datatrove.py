@@ -15,7 +15,8 @@
        gopher_quality → c4 → fineweb → pii, writing Parquet, on its embedded local Ray;
    (c) ours without html_langid, the same stages as datatrove's (not with --screen-only).
    Thresholds are the same on both sides (our defaults are datatrove's; scripts/compare_datatrove.py shows that
-   the rules agree document by document). Each side runs as its own process tree, start-up included.
+   the rules agree document by document), and ours measure table rows as written (`tables: as_written`), as
+   datatrove does. Each side runs as its own process tree, start-up included.
 3. MinHash deduplication of the documents our filtering kept (written as JSONL.gz, the same files for both):
    (a) datatrove's four MinHash steps (signatures, buckets, clusters, filter), 5-grams, 14 bands x 8 rows,
    (b) ours: `pipeline run` with only the dedup stage, same shingles, bands and rows.
@@ -28,8 +29,10 @@
 For each: records (or documents) per second end to end, CPU seconds per 1,000 records (user + system of every
 process of the tree, sampled from /proc), peak memory of the whole tree (PSS, shared pages counted once), documents
 kept, and the overlap of the kept documents' URLs. Speed and CPU come from `--repeat N` timed runs of each side in
-turn (the fastest counts), memory from one more run of each (reading PSS slows the processes it reads, so the
-timed runs sample only CPU times). This is a benchmark: it prints figures and asserts nothing.
+turn (medians, with the slowest and fastest rate and the ratio of rates in each round: a noisy round shows), memory
+from one more run of each (reading PSS slows the processes it reads, so the timed runs sample only CPU times), with
+the peak split by kind of process (datatrove's workers; Ray's raylet, GCS, agents and workers, our sandbox
+children). This is a benchmark: it prints figures and asserts nothing.
 
 Differences that remain, and are printed: datatrove 0.10.1 pins trafilatura < 1.12 (we use 2.x), and its PII
 formatter masks e-mails and IPs with two regexes where our pii stage finds six entity types with checksums and
@@ -52,11 +55,12 @@ import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -130,11 +134,21 @@ if __name__ == "__main__":  # datatrove's workers start by forkserver and import
 
 @dataclass
 class Measured:
-    """One side's run: its process tree's wall time, CPU and peak memory."""
+    """One run of one side: its process tree's wall time and CPU, and (memory runs) its peak PSS, by kind of
+    process at the peak."""
 
     wall_s: float
     cpu_s: float
-    peak_pss_mib: float
+    peak_pss_mib: float = 0.0
+    peak_by_kind_mib: dict = field(default_factory=dict)
+
+
+@dataclass
+class Runs:
+    """A side's timed runs, in round order, and its memory run."""
+
+    timed: list[Measured]
+    memory: Measured | None = None
 
 
 def build_benchmark_crawl(directory: Path, records: int, files: int, seed: int = 0) -> int:
@@ -187,7 +201,9 @@ def measure(command: list[str], env: dict | None = None, memory: bool = False) -
     wall = time.perf_counter() - started
     if process.returncode != 0:
         sys.exit(f"error: {' '.join(command)} exited {process.returncode}:\n{output[-4000:]}")
-    return Measured(round(wall, 2), round(monitor.cpu_seconds, 2), round(monitor.peak_tree / 2**20))
+    by_kind = {label: round(size / 2**20) for label, size in sorted(monitor.peak_by_label.items(),
+                                                                      key=lambda item: -item[1])}
+    return Measured(round(wall, 2), round(monitor.cpu_seconds, 2), round(monitor.peak_tree / 2**20), by_kind)
 
 
 def datatrove_command(python: Path, driver: str, spec: dict, work: Path, name: str) -> tuple[list[str], dict, list]:
@@ -207,20 +223,22 @@ def our_command(config: dict, work: Path, name: str) -> tuple[list[str], dict, l
             {"RAY_USAGE_STATS_ENABLED": "0"}, [Path(config["output"])])
 
 
-def fastest_of(repeat: int, *sides: tuple[list[str], dict, list]) -> list[Measured]:
-    """Each side's fastest of `repeat` timed runs (the sides in turn, outputs cleared before each run), with the
-    peak memory of one more run of each side."""
-    best: list[Measured | None] = [None] * len(sides)
-    for memory_run in [False] * repeat + [True]:
-        for index, (command, env, outputs) in enumerate(sides):
+def run_sides(repeat: int, *sides: tuple[list[str], dict, list]) -> list[Runs]:
+    """`repeat` rounds of timed runs, each round running every side in turn (outputs cleared before each run, so
+    that a slow spell of the machine weighs on all sides alike), then one memory run of each side."""
+    runs = [Runs([]) for _ in sides]
+    for round_number in range(repeat + 1):
+        memory_run = round_number == repeat
+        print(f"{'memory run' if memory_run else f'round {round_number + 1} of {repeat}'}...", flush=True)
+        for side, (command, env, outputs) in zip(runs, sides):
             for output in outputs:
                 shutil.rmtree(output, ignore_errors=True)
             measured = measure(command, env, memory=memory_run)
             if memory_run:
-                best[index].peak_pss_mib = measured.peak_pss_mib
-            elif best[index] is None or measured.wall_s < best[index].wall_s:
-                best[index] = measured
-    return best
+                side.memory = measured
+            else:
+                side.timed.append(measured)
+    return runs
 
 
 def jsonl_column(directory: Path, key: str) -> list[str]:
@@ -250,7 +268,8 @@ def filtering(args: argparse.Namespace, python: Path, work: Path, crawl: Path, r
     print(f"filtering {records:,} records in {files} files, {args.workers} workers each", flush=True)
     stages = [{"extract": {"favor": "precision", "include_comments": False, "time_limit_s": 5.0}},
               {"langid": {"model": str(LID_MODEL), "languages": args.languages, "min_score": 0.65}},
-              "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+              *({name: {"tables": "as_written"}} for name in ("gopher_repetition", "gopher_quality", "c4", "fineweb")),
+              "pii"]
     screen = {"html_langid": {"model": str(LID_MODEL), "languages": args.languages}}
     sides = [datatrove_command(python, FILTER_DRIVER, {
         "input": str(crawl), "output": str(work / "datatrove-out"), "logs": str(work / "datatrove-logs"),
@@ -263,7 +282,7 @@ def filtering(args: argparse.Namespace, python: Path, work: Path, crawl: Path, r
         sides.append(our_command({"name": f"bench-vs-datatrove-{name}", "output": str(work / name),
                                   "input": {"paths": [str(crawl / "*.warc.gz")]}, "stages": our_stages,
                                   "ray": {"workers": args.workers}}, work, name.replace("-", "_")))
-    measured = fastest_of(args.repeat, *sides)
+    measured = run_sides(args.repeat, *sides)
     their_urls = jsonl_column(work / "datatrove-out", "url")
     figures = {"records": records, "files": files, "workers": args.workers,
                "datatrove": _figures(measured[0], records, len(their_urls)), "key": "url"}
@@ -271,7 +290,8 @@ def filtering(args: argparse.Namespace, python: Path, work: Path, crawl: Path, r
         summary = json.loads((work / name / "stats" / "summary.json").read_text())
         assert summary["records_read"] >= records, summary["records_read"]
         our_urls = parquet_column(work / name / "documents", "url")
-        figures[name] = {**_figures(side, records, len(our_urls)), "kept_overlap": overlap(our_urls, their_urls)}
+        figures[name] = {**_figures(side, records, len(our_urls), measured[0]),
+                         "kept_overlap": overlap(our_urls, their_urls)}
     figures["kept"] = figures["ours"]["kept_overlap"]
     return figures
 
@@ -308,7 +328,7 @@ def minhash_pair(args: argparse.Namespace, python: Path, work: Path, name: str, 
     """datatrove's four MinHash steps and our dedup stage on the same files: 5-grams, 14 bands x 8 rows."""
     print(f"MinHash dedup of {documents:,} documents in {shards} files", flush=True)
     pattern = "*.parquet" if fmt == "parquet" else "*.jsonl.gz"
-    theirs, ours = fastest_of(args.repeat, datatrove_command(python, MINHASH_DRIVER, {
+    theirs, ours = run_sides(args.repeat, datatrove_command(python, MINHASH_DRIVER, {
         "input": str(corpus), "format": fmt, "output": str(work / f"datatrove-dedup-{name}"),
         "work": str(work / f"datatrove-minhash-{name}"), "ngram": 5, "bands": 14, "rows": 8, "seed": 1,
         "tasks": shards, "workers": args.workers,
@@ -322,12 +342,23 @@ def minhash_pair(args: argparse.Namespace, python: Path, work: Path, name: str, 
     our_keys = parquet_column(work / f"ours-dedup-{name}" / "dedup" / "documents", key)
     their_keys = jsonl_column(work / f"datatrove-dedup-{name}", key)
     return {"documents": documents, "files": shards, "datatrove": _figures(theirs, documents, len(their_keys)),
-            "ours": _figures(ours, documents, len(our_keys)), "kept": overlap(our_keys, their_keys), "key": key}
+            "ours": _figures(ours, documents, len(our_keys), theirs), "kept": overlap(our_keys, their_keys), "key": key}
 
 
-def _figures(measured: Measured, records: int, kept: int) -> dict:
-    return {**asdict(measured), "per_s": round(records / measured.wall_s, 1),
-            "cpu_s_per_1000": round(measured.cpu_s / records * 1000, 2), "kept": kept}
+def _figures(runs: Runs, records: int, kept: int, reference: Runs | None = None) -> dict:
+    """A side's figures: medians of its timed runs, the range of its rate, its memory run's peak; against a
+    reference side (datatrove), the ratio of rates in each round."""
+    rates = [records / run.wall_s for run in runs.timed]
+    figures = {"wall_s": round(statistics.median(run.wall_s for run in runs.timed), 2),
+               "cpu_s": round(statistics.median(run.cpu_s for run in runs.timed), 2),
+               "per_s": round(statistics.median(rates), 1), "per_s_range": [round(min(rates), 1), round(max(rates), 1)],
+               "peak_pss_mib": runs.memory.peak_pss_mib, "peak_by_kind_mib": runs.memory.peak_by_kind_mib,
+               "kept": kept}
+    figures["cpu_s_per_1000"] = round(figures["cpu_s"] / records * 1000, 2)
+    if reference is not None:
+        figures["rate_ratio_by_round"] = [round(theirs.wall_s / ours.wall_s, 2)
+                                          for ours, theirs in zip(runs.timed, reference.timed)]
+    return figures
 
 
 def print_table(title: str, unit: str, figures: dict) -> None:
@@ -344,10 +375,23 @@ def print_table(title: str, unit: str, figures: dict) -> None:
             ratio = figures[name][key] / theirs[key] if theirs[key] else float("nan")
             line += f"{format(figures[name][key], fmt):>17}{ratio:>12.2f}x"
         print(line)
+    print(f"{unit + '/s, slowest-fastest':28}{_range(theirs):>18}" + "".join(f"{_range(figures[name]):>17}{'':13}"
+                                                                               for name in ours))
+    for name in ours:
+        ratios = ", ".join(f"{ratio:.2f}x" for ratio in figures[name]["rate_ratio_by_round"])
+        print(f"{name} / datatrove, {unit}/s in each round: {ratios}")
+    for name in ("datatrove", *ours):
+        kinds = ", ".join(f"{kind} {mib:,}" for kind, mib in figures[name]["peak_by_kind_mib"].items())
+        print(f"peak memory of {name} by process (PSS, MiB): {kinds}")
     for name in ours:
         shared = figures[name].get("kept_overlap", figures["kept"])
         print(f"kept {figures['key']}s, {name}: {shared['both']:,} kept by both, {shared['only_ours']:,} only by "
               f"ours, {shared['only_datatrove']:,} only by datatrove (Jaccard {shared['jaccard']:.3f})")
+
+
+def _range(side: dict) -> str:
+    low, high = side["per_s_range"]
+    return f"{low:,.1f}-{high:,.1f}"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -355,7 +399,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--records", type=int, default=5000, help="at least this many WARC response records")
     parser.add_argument("--files", type=int, default=8, help="WARC files the records are spread over")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1, help="run each side this often, in turn; keep the fastest")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds, each running every side once in turn; "
+                        "the figures are medians, with the range of rates and each round's ratio")
     parser.add_argument("--languages", nargs="+", default=["en"], help="languages kept by both language filters")
     parser.add_argument("--venv", default=str(Path(tempfile.gettempdir()) / "datatrove-0.10.1-venv"))
     parser.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")

@@ -45,6 +45,30 @@ def pss_bytes(pid: int) -> int:
     return 0
 
 
+def process_label(pid: int) -> str:
+    """A short name for a process, to group the memory of a tree by kind: a Ray process by its program (raylet,
+    gcs_server, default_worker, ...) or its task or actor name (ray::UnitActor), a sandbox child by its factory,
+    another Python process by its script or module."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [part.decode(errors="replace") for part in fh.read().split(b"\0") if part]
+    except OSError:
+        return "?"
+    if not argv:
+        return "?"
+    if argv[0].startswith("ray::"):
+        return argv[0].split()[0]
+    if "child_main" in " ".join(argv[:3]):
+        return "sandbox " + next((part.split(":")[0] for part in argv if ":make_" in part), "child")
+    program = os.path.basename(argv[0])
+    if program.startswith("python"):
+        script = next((part for part in argv[1:] if not part.startswith("-")), "")
+        if "-m" in argv:
+            script = argv[argv.index("-m") + 1]
+        return os.path.basename(script) or program
+    return program
+
+
 def cpu_seconds(pid: int) -> float | None:
     """The process's own user + system CPU time (not its reaped children's, which are counted as themselves)."""
     try:
@@ -56,8 +80,8 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class TreeMonitor:
-    """Peak PSS of the tree under `root` (default: this process) and of the root alone, and CPU seconds of the
-    tree, sampled every `interval_s` while the `with` block runs.
+    """Peak PSS of the tree under `root` (default: this process), by kind of process at that peak, and of the root
+    alone, and CPU seconds of the tree, sampled every `interval_s` while the `with` block runs.
 
     Reading PSS walks each process's page tables in the kernel and holds its memory lock meanwhile, which slows a
     busy process down; `memory=False` samples only the CPU times (cheap), for the runs whose speed is measured."""
@@ -68,6 +92,7 @@ class TreeMonitor:
         self.memory = memory
         self.peak_tree = 0
         self.peak_root = 0
+        self.peak_by_label: dict[str, int] = {}  # PSS bytes by process_label, at the tree's peak
         self._cpu: dict[int, float] = {}  # pid -> CPU seconds last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -76,8 +101,14 @@ class TreeMonitor:
         while True:
             pids = descendants(self.root)
             if self.memory:
-                self.peak_tree = max(self.peak_tree, sum(pss_bytes(pid) for pid in pids))
-                self.peak_root = max(self.peak_root, pss_bytes(self.root))
+                by_pid = {pid: pss_bytes(pid) for pid in pids}
+                if sum(by_pid.values()) > self.peak_tree:
+                    self.peak_tree = sum(by_pid.values())
+                    self.peak_by_label = {}
+                    for pid, size in by_pid.items():
+                        label = process_label(pid)
+                        self.peak_by_label[label] = self.peak_by_label.get(label, 0) + size
+                self.peak_root = max(self.peak_root, by_pid.get(self.root, 0))
             for pid in pids:
                 seconds = cpu_seconds(pid)
                 if seconds is not None:
