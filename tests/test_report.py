@@ -324,11 +324,12 @@ def test_the_language_and_domain_charts_say_which_documents_they_count(written):
     languages = run.languages()
     unlabelled = int(languages.loc[languages["lang"] == report.NO_VALUE, ["kept", "dropped"]].sum().sum())
     funnel = run.funnel().set_index("stage")
-    assert unlabelled == funnel.loc["html_langid", "dropped"] > 0  # screened pages never get a language
+    blocked, screened = funnel.loc["url_filter", "dropped"], funnel.loc["html_langid", "dropped"]
+    assert unlabelled == blocked + screened and blocked > 0 and screened > 0  # never reached langid
     drawn = [label.get_text() for label in report.languages_figure(run).axes[0].get_yticklabels()]
     assert drawn == [lang for lang in languages["lang"] if lang != report.NO_VALUE][:len(drawn)]
     assert (f"{unlabelled:,} documents have none and are not shown: they were dropped before langid "
-            f"(html_langid {unlabelled:,}). Kept means kept after the last per-document stage "
+            f"(url_filter {blocked:,}, html_langid {screened:,}). Kept means kept after the last per-document stage "
             f"({funnel.loc['pii', 'kept']:,} documents); the global stages then removed "
             f"{funnel.loc['dedup', 'dropped']:,} of them, leaving the {run.summary['documents']:,} documents") in page
 
