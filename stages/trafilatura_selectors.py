@@ -404,10 +404,14 @@ class StandIn:
 
 def install() -> int:
     """Replace, in trafilatura's own lists, each XPath whose source a stand-in prints exactly; returns how many
-    were replaced. Idempotent."""
+    were replaced (none with a trafilatura whose xpaths module lacks what they are written from). Idempotent."""
     from trafilatura import xpaths as source
 
-    by_source = {normalized(stand_in.xpath()): stand_in for stand_in in _stand_ins()}
+    try:
+        written = _stand_ins()
+    except AttributeError:  # a trafilatura without the token lists they are written from: its own selectors
+        return 0
+    by_source = {normalized(stand_in.xpath()): stand_in for stand_in in written}
     replaced = 0
     for list_name in SELECTOR_LISTS:
         expressions = getattr(source, list_name)

@@ -137,3 +137,9 @@ def test_extract_gives_plain_trafilaturas_text_on_real_pages(real_pages):
     assert ours == theirs
     uninstall()
 
+
+
+def test_a_trafilatura_without_the_token_lists_keeps_all_its_selectors(monkeypatch):
+    monkeypatch.delattr(xpaths, "_STORY_CLASS_TOKENS")
+    assert install() == 0
+    assert not stand_ins()
