@@ -132,9 +132,11 @@ def test_dates_and_page_ranges_are_not_phone_numbers(stage):
         "Sprache: Deutsch ISBN-10: 3942795116 ISBN-13: 978-3942795111",  # valid German numbers, labelled ISBN
         "Call us about order no. 0228 999582 if it is late.",  # a German number's shape, a phone word, an order
         "Ihre Bestellnummer: 030 1234567, Lieferung morgen.",
+        "Öffnungszeiten Tel. 9.00-16.00 Uhr",  # opening hours next to a phone word
+        "Tel.: 05.12.1972 00",  # a date with digits after it
     ],
 )
-def test_zip_codes_isbns_and_order_numbers_are_not_phone_numbers(stage, text):
+def test_zip_codes_isbns_order_numbers_and_opening_hours_are_not_phone_numbers(stage, text):
     assert redacted(stage, text) == text
 
 

@@ -36,6 +36,9 @@ FALLBACK_REGIONS = tuple(dict.fromkeys(region for regions in LANGUAGE_REGIONS.va
 # Country-code TLDs that sites anywhere use for their letters, not for the country: no region from them.
 GENERIC_COUNTRY_TLDS = frozenset({"ai", "cc", "co", "fm", "io", "ly", "me", "tv", "to", "ws"})
 TLD_REGIONS = {"uk": "GB"}  # the one ccTLD that is not the country's ISO 3166 code
+# What libphonenumber may take for a number but people write for something else: opening hours (9.00-16.00) and a
+# date with more digits after it (05.12.1972 00).
+NOT_A_PHONE = regex.compile(r"\d{1,2}[.:]\d{2}\s*[-\u2013]\s*\d{1,2}[.:]\d{2}|\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}")
 
 
 def inferred_regions(language: str | None, url: str | None) -> tuple[str, ...]:
@@ -77,7 +80,7 @@ def phone_spans(text: str, regions: tuple[str, ...], phone_word_near: bool) -> l
     for region in regions:
         settled = []
         for match in PhoneNumberMatcher(unsettled, region, leniency=Leniency.POSSIBLE):
-            if count_digits(match.raw_string) < MIN_PHONE_DIGITS:
+            if count_digits(match.raw_string) < MIN_PHONE_DIGITS or NOT_A_PHONE.search(match.raw_string):
                 continue
             span = (match.start, match.end)
             if is_well_formed(match, region):
@@ -94,7 +97,7 @@ def phone_spans(text: str, regions: tuple[str, ...], phone_word_near: bool) -> l
             if region in regions:
                 continue
             for match in PhoneNumberMatcher(text, region, leniency=Leniency.POSSIBLE):
-                if count_digits(match.raw_string) >= MIN_PHONE_DIGITS:
+                if count_digits(match.raw_string) >= MIN_PHONE_DIGITS and not NOT_A_PHONE.search(match.raw_string):
                     grades[match.start, match.end] = POSSIBLE_PHONE_SCORE
             if grades:
                 break
