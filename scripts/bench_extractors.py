@@ -144,23 +144,18 @@ def score(figures: Figures, pages: list[EvalPage], texts: list[str | None]) -> N
         figures.tn += len(page.without_snippets) - leaked
 
 
-def extract_all(extract: Callable, pages: list[EvalPage]) -> tuple[list[str | None], float, float]:
-    """(texts, CPU seconds, wall seconds) of one pass of the stage's per-page function over all pages."""
-    cpu_started, wall_started = time.process_time(), time.perf_counter()
-    texts = [extract(page.payload, None, page.url)[0] for page in pages]
-    return texts, time.process_time() - cpu_started, time.perf_counter() - wall_started
-
-
-def with_own_selectors(extract: Callable) -> Callable:
-    """The stage's trafilatura function run as plain trafilatura: with its own XPath selectors for each call."""
-    def plain(*args):
+def extract_all(extract: Callable, pages: list[EvalPage],
+                own_selectors: bool = False) -> tuple[list[str | None], float, float]:
+    """(texts, CPU seconds, wall seconds) of one pass of the stage's per-page function over all pages;
+    `own_selectors`: as plain trafilatura, with its own XPath selectors for the whole pass."""
+    if own_selectors:
         uninstall()
-        try:
-            return extract(*args)
-        finally:
-            install()
-
-    return plain
+    try:
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        texts = [extract(page.payload, None, page.url)[0] for page in pages]
+        return texts, time.process_time() - cpu_started, time.perf_counter() - wall_started
+    finally:
+        install()
 
 
 def measure(configurations: list[ExtractConfig], pages: list[EvalPage], passes: int) -> list[Figures]:
@@ -172,14 +167,14 @@ def measure(configurations: list[ExtractConfig], pages: list[EvalPage], passes: 
         extract = make_extractor(**settings.extractor_options())
         runs.append((settings.engine, settings, extract))
         if settings.engine == "trafilatura":
-            runs.append(("trafilatura-xpath", settings, with_own_selectors(extract)))
+            runs.append(("trafilatura-xpath", settings, extract))
     for _, _, extract in runs:  # lazy imports and caches, outside the timing
         extract(b"<html><body><p>warm-up</p></body></html>", None, None)
     rows = []
     stage_texts: dict[str, list] = {}
     for engine, settings, extract in runs:
         print(f"{engine}, favor={settings.favor}: pass 1 of {passes}...", flush=True)
-        texts, cpu_seconds, seconds = extract_all(extract, pages)
+        texts, cpu_seconds, seconds = extract_all(extract, pages, own_selectors=engine == "trafilatura-xpath")
         no_text = sum(text is None or len(text.strip()) < settings.min_chars for text in texts)
         reference = stage_texts.setdefault(settings.favor, texts) if engine.startswith("trafilatura") else texts
         differ = sum(ours != theirs for ours, theirs in zip(reference, texts))
@@ -187,8 +182,8 @@ def measure(configurations: list[ExtractConfig], pages: list[EvalPage], passes: 
         score(rows[-1], pages, texts)
     for round_number in range(2, passes + 1):
         print(f"round {round_number} of {passes}...", flush=True)
-        for row, (_, _, extract) in zip(rows, runs):
-            _, cpu_seconds, seconds = extract_all(extract, pages)
+        for row, (engine, _, extract) in zip(rows, runs):
+            _, cpu_seconds, seconds = extract_all(extract, pages, own_selectors=engine == "trafilatura-xpath")
             row.cpu_seconds, row.seconds = min(row.cpu_seconds, cpu_seconds), min(row.seconds, seconds)
     return rows
 

@@ -15,6 +15,7 @@ same elements at every call.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
@@ -291,7 +292,8 @@ def normalized(xpath: str) -> str:
     return "".join(parts)
 
 
-def _stand_ins() -> list:
+@functools.cache
+def _stand_ins() -> tuple:
     """The stand-ins, written from trafilatura's xpaths.py; patterns are read from there, so a changed token list
     still matches, and any other change leaves that expression to lxml."""
     from trafilatura import xpaths as source
@@ -309,7 +311,7 @@ def _stand_ins() -> list:
     comment_id = "[Cc]omment(?!ary)|comol"
     comment_class = "^[Cc]omment(?!ary)|(?:article|post)-comments"
     block_tags = ("div", "item", "list", "p", "section", "span")
-    return [
+    return (
         Descendants(content_tags, (AnyOf((
             Equals("class", "post"), Equals("class", "entry"), Equals("itemprop", "articleBody"),
             Equals("id", "articleContent"),
@@ -375,7 +377,7 @@ def _stand_ins() -> list:
             Contains(attr("style"), "border"),
         )),)),
         Descendants(block_tags, (AnyOf((Contains(attr("id"), "caption"), Contains(attr("class"), "caption"))),)),
-    ]
+    )
 
 
 # trafilatura's lists of XPath expressions that the stand-ins may replace entries of.
