@@ -32,7 +32,7 @@ from pipeline.progress import NoProgress, RunProgress, documents_detail
 from pipeline.ray_session import submit_task
 from pipeline.run_dir import RunDir
 from pipeline.run_lock import Fence
-from pipeline.stats import MarkersMerged, merge_markers
+from pipeline.stats import MARKER_BATCH, MarkersMerged, merge_markers
 from pipeline.unit_counts import CountDeltas, UnitCounts
 from pipeline.unit_work import UnitWorker
 
@@ -243,10 +243,11 @@ def fix_unit_boundaries(units: list[Unit], inputs: dict, config: dict, run: RunD
 
 def _merge_markers(run: RunDir, units: list[Unit], on_ray: bool) -> MarkersMerged:
     """The finished units' markers, in plan order, merged by a tree of Ray tasks (stats.merge_markers), or by the
-    same functions in this process when the run has no Ray."""
+    same functions in this process when the run has no Ray or they fit one batch: the tree would be that one task,
+    whose worker starts afresh once the unit actors are gone, to return what the driver then holds anyway."""
     done = run.done_units()
     unit_ids = [unit.id for unit in units if unit.id in done]
-    if not on_ray:
+    if not on_ray or len(unit_ids) <= MARKER_BATCH:
         return merge_markers(str(run.root), unit_ids)[0]
     import ray
 
