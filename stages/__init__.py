@@ -6,6 +6,7 @@ Importing this package is cheap: heavy libraries are imported when a stage is bu
 from stages.base import GlobalStage, Stage, StageConfig, StageKind
 from stages.c4 import C4
 from stages.classifiers import QualityClassifier, ToxicityClassifier
+from stages.decontaminate import Decontaminate
 from stages.dedup import Dedup
 from stages.extract import Extract
 from stages.fineweb import FineWeb
@@ -20,13 +21,13 @@ from stages.train import Train
 from stages.url_filter import UrlFilter
 from stages.word_list import ToxicWords
 
-# In the order a config would usually list them: cheap decisions first (the URL before the page), PII redaction
-# last, then the global stages, which see the whole run.
+# In the order a config would usually list them: cheap decisions first (the URL before the page), PII redaction and
+# decontamination last, then the global stages, which see the whole run.
 STAGES: dict[str, type[StageKind]] = {
     stage.name: stage
     for stage in (
         UrlFilter, HtmlLangId, Extract, LangId, GopherRepetition, GopherQuality, C4, FineWeb,
-        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Dedup, Tokenizer, Tokenize, Train,
+        ToxicWords, ToxicityClassifier, QualityClassifier, Pii, Decontaminate, Dedup, Tokenizer, Tokenize, Train,
     )
 }
 

@@ -49,7 +49,7 @@ NO_BUCKET = (1 << 64) - 1  # the band key of an empty document in every band; ne
 
 _MASK = (1 << 64) - 1
 _BYTE_BASE = 0x9E3779B97F4A7C15  # P: polynomial base over a word's bytes (odd, so invertible mod 2^64)
-_SHINGLE_BASE = 0xC2B2AE3D27D4EB4F  # Q: Horner base over a shingle's word hashes
+SHINGLE_BASE = 0xC2B2AE3D27D4EB4F  # Q: Horner base over a shingle's word hashes
 _DOCUMENT_BASE = 0x165667B19E3779F9  # Horner base over a document's word hashes
 _DOCUMENT_SEED = 0x27D4EB2F165667C5  # where a document hash starts, so the empty document hashes too
 _BAND_SEED = 0x85EBCA77C2B2AE63
@@ -118,7 +118,7 @@ def shingle_hash(shingle: str) -> int:
     permutations; also usable as datasketch's `hashfunc`."""
     value = 0
     for word in shingle.split(" "):
-        value = (value * _SHINGLE_BASE + word_hash(word)) & _MASK
+        value = (value * SHINGLE_BASE + word_hash(word)) & _MASK
     return value
 
 
@@ -333,7 +333,7 @@ class _Words(NamedTuple):
         return _fmix64(_segment_polynomials(self.data, self.starts, self.ends, _BYTE_BASE))
 
 
-def _normalized_words(texts: Sequence[str], normalization: Normalization) -> _Words:
+def normalized_words(texts: Sequence[str], normalization: Normalization) -> _Words:
     """Normalise a batch on its UTF-8 bytes. ASCII bytes go through one 256-byte table. Other characters are
     decoded and looked up, and case-folded by table: in place, or replaced by bytes of another length; a document
     holding a character whose case folding depends on its neighbours is case-folded by Python instead. Then
@@ -388,7 +388,7 @@ def normalize_texts(texts: Sequence[str], normalization: Normalization = Normali
     """The normalised texts: words joined by single spaces (see `Normalization`)."""
     normalized: list[str] = []
     for chunk in _chunks(texts):
-        words = _normalized_words(texts[chunk], normalization)
+        words = normalized_words(texts[chunk], normalization)
         keep = words.data != _SPACE
         last_words = words.offsets[1:] - 1
         separators = np.ones(len(words.ends), dtype=bool)
@@ -415,7 +415,7 @@ def document_hashes(texts: Sequence[str], normalization: Normalization = Normali
     """`document_hash(normalize(text))` of every text, as uint64: the key of exact dedup."""
     hashes = [np.zeros(0, dtype=np.uint64)]
     for chunk in _chunks(texts):
-        words = _normalized_words(texts[chunk], normalization)
+        words = normalized_words(texts[chunk], normalization)
         word_counts = np.diff(words.offsets)
         word_hashes = words.hashes()
         nonempty = word_counts > 0
@@ -434,7 +434,7 @@ class _Shingles(NamedTuple):
 def _shingles(texts: Sequence[str], settings: MinHashSettings) -> _Shingles:
     """The shingle hashes of a batch, in order, from the word hashes: Horner over n consecutive words of a
     document, or over all its words when it has fewer than n."""
-    words = _normalized_words(texts, settings.normalization)
+    words = normalized_words(texts, settings.normalization)
     word_hashes = words.hashes()
     first_words, word_counts = words.offsets[:-1], np.diff(words.offsets)
     ngram = settings.ngram
@@ -446,7 +446,7 @@ def _shingles(texts: Sequence[str], settings: MinHashSettings) -> _Shingles:
     for m in range(1, ngram + 1):
         if m > 1:
             head = rolling[:max(len(rolling) - m + 1, 0)]
-            head *= np.uint64(_SHINGLE_BASE)
+            head *= np.uint64(SHINGLE_BASE)
             head += word_hashes[m - 1:]
         of_length_m = word_counts[short_docs] == m
         short_hashes[of_length_m] = rolling[first_words[short_docs[of_length_m]]]
