@@ -3,6 +3,7 @@
     pipeline run --config FILE [--set key.path=value ...] [--output DIR] [--address RAY_ADDRESS] [--overwrite]
     pipeline stats RUN_DIR
     pipeline report RUN_DIR [--output FILE] [--max-rows N]
+    pipeline contamination RUN_DIR --eval NAME=PATH[:FIELD,...] [--eval ...] [--n N] [--output FILE] [--address ADDR]
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
     pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
     pipeline fetch-models
@@ -129,6 +130,20 @@ def _parser() -> argparse.ArgumentParser:
     sampler.add_argument("--seed", type=int, default=0)
     sampler.add_argument("--device", default="cpu")
 
+    audit = commands.add_parser("contamination", help="how much of evaluation sets a finished run's documents hold "
+                                "(an audit: the run is not changed or run again)")
+    audit.add_argument("run_dir")
+    audit.add_argument("--eval", dest="evals", action="append", required=True, metavar="NAME=PATH[:FIELD,...]",
+                       help="an evaluation set: its name, a JSONL, CSV or Parquet file (local or URI) and the fields "
+                       "that hold an item's text (default: text); repeatable, also for more files of a set, e.g. "
+                       "--eval gsm8k=test.jsonl:question,answer")
+    audit.add_argument("--n", type=int, default=13, help="words per n-gram (default 13)")
+    audit.add_argument("--output", help="also write the per-set table to this Parquet file")
+    audit.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS; none: in this process, or an "
+                       "embedded local Ray when the documents exceed --in-process-max-mb)")
+    audit.add_argument("--in-process-max-mb", type=float, default=64.0,
+                       help="documents up to this size are audited in this process (default 64)")
+
     demo = commands.add_parser("demo-crawl", help="write the project's demo crawl (WARC files) to a directory")
     demo.add_argument("directory")
     demo.add_argument("--pages", type=int, default=300)
@@ -167,6 +182,8 @@ def _command(argv: list[str]) -> int:
         return _fetch_models()
     if args.command == "tokenizer":
         return _tokenizer(args)
+    if args.command == "contamination":
+        return _contamination(args)
     if args.command in ("train", "sample"):
         return _train(args) if args.command == "train" else _sample(args)
     from pipeline.demo_crawl import write_demo_crawl
@@ -242,6 +259,73 @@ def _pairs(options: list[str], flag: str) -> dict[str, str]:
             raise ValueError(f"{flag} {option!r}: expected NAME=VALUE")
         pairs[key] = value
     return pairs
+
+
+def _eval_sets(options: list[str]) -> list[dict]:
+    """--eval NAME=PATH[:FIELD,...] options as the decontaminate stage's eval_sets (a name given twice: more files of
+    one set). The fields follow the last ':' when what follows it has no '/', so that a URI's scheme stays whole."""
+    import re
+
+    sets: dict[str, dict] = {}
+    for option in options:
+        name, sep, location = option.partition("=")
+        if not sep or not name or not location:
+            raise ValueError(f"--eval {option!r}: expected NAME=PATH[:FIELD,...]")
+        path, colon, fields = location.rpartition(":")
+        if not colon or not re.fullmatch(r"[\w.-]+(,[\w.-]+)*", fields):
+            path, fields = location, "text"
+        entry = sets.setdefault(name, {"name": name, "paths": [], "fields": fields.split(",")})
+        if entry["fields"] != fields.split(","):
+            raise ValueError(f"--eval {option!r}: other fields than an earlier --eval of {name}")
+        entry["paths"].append(path)
+    return list(sets.values())
+
+
+def _contamination(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipeline.contamination import STAGE, audit_documents, contamination_tables, format_contamination, set_sizes
+    from pipeline.io.atomic import atomic_write_parquet
+    from pipeline.io.storage import file_sizes, storage_path
+    from pipeline.run_dir import RunDir
+    from pipeline.staged_assets import staged_settings
+    from stages import STAGES
+    from stages.base import StageSetupError
+
+    run = RunDir(storage_path(args.run_dir))
+    if not run.documents.exists():
+        return _fail(f"{args.run_dir}: no documents/ folder; is this a run directory?")
+    sizes = file_sizes(run.documents, "part-*.parquet")
+    parts = [str(run.documents / name) for name in sorted(sizes)]
+    kind = STAGES[STAGE]
+    try:
+        settings = kind.Config(eval_sets=_eval_sets(args.evals), n=args.n, action="flag")
+        prepared = kind.prepare(settings, run.root)
+    except ValueError as exc:  # pydantic's ValidationError is one
+        errors = exc.errors() if isinstance(exc, ValidationError) else None
+        return _fail(f"--eval: {errors[0]['msg']}" if errors else str(exc))
+    except StageSetupError as exc:
+        return _fail(f"--eval ({exc.setting}): {exc.message}")
+    staged = staged_settings(prepared, kind.file_settings, run.root).model_dump(mode="json")
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address or sum(sizes.values()) > args.in_process_max_mb * 1024 * 1024:
+        import ray
+
+        from pipeline.ray_session import connect_ray, submit_task
+
+        started = connect_ray(address)
+        try:
+            counts = audit_documents(parts, staged, str(run.root), submit_task, ray.get)
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        counts = audit_documents(parts, staged, str(run.root))
+    tables = contamination_tables(counts, set_sizes(prepared.index))
+    print(format_contamination(tables["contamination"]))
+    if args.output:
+        atomic_write_parquet(storage_path(args.output), tables["contamination"])
+    return 0
 
 
 def _train_classifier(args: argparse.Namespace) -> int:

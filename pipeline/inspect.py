@@ -6,6 +6,7 @@
     run.signals()                # per document (sampled for big runs): every signal column, outcome, reason
     run.sample("low_quality")    # documents dropped for a reason, with URL and the signal value that did it
     run.languages(), run.domains(), run.clusters(), run.cluster_sizes(), run.shards(), run.training(), run.units()
+    run.contamination()          # per evaluation set (decontaminate stage): items found, documents, top domains
     run.parquet_paths()          # the files themselves, for polars / duckdb
 
 Every number comes from the run's own files: the counts from stats/ (merged from the per-unit completion markers,
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from pipeline.contamination import ITEMS_SCHEMA, ITEMS_TABLE, SETS_SCHEMA, SETS_TABLE
 from pipeline.io.storage import StoragePath, arrow_location, parquet_file, read_parquet, storage_path
 from pipeline.run_dir import RunDir
 from pipeline.schema import DROP_REASON, ERROR, LINEAGE_SCHEMA, TEXT
@@ -99,7 +101,7 @@ class Run:
             "shards": [str(p) for p in (self.run_dir.shards.glob("*.parquet") if self.run_dir.shards.exists() else [])],
         }
         paths.update({name: [str(self.run_dir.stats / f"{name}.parquet")]
-                      for name in ("funnel", "reasons", "units", "examples")})
+                      for name in ("funnel", "reasons", "units", "examples", SETS_TABLE, ITEMS_TABLE)})
         return {name: [p for p in files if storage_path(p).exists()] for name, files in paths.items()}
 
     @staticmethod
@@ -222,6 +224,21 @@ class Run:
         return pd.DataFrame([{"split": split, "name": shard["name"], "documents": shard["documents"],
                               "tokens": shard["tokens"]}
                              for split, values in manifest["splits"].items() for shard in values["shards"]])
+
+    def contamination(self) -> pd.DataFrame:
+        """Per evaluation set of the decontaminate stage: its items, the items found in the run's documents and their
+        share, the documents holding any (kept: flagged or redacted; dropped) and the top domains
+        (stats/contamination.parquet; empty when the run has no decontaminate stage)."""
+        return self._stats_table(SETS_TABLE, SETS_SCHEMA)
+
+    def contaminated_items(self) -> pd.DataFrame:
+        """Per evaluation item found in the run's documents: its set, its number in the set (from 1, in file order)
+        and the documents holding it (stats/contaminated_items.parquet)."""
+        return self._stats_table(ITEMS_TABLE, ITEMS_SCHEMA)
+
+    def _stats_table(self, name: str, schema: pa.Schema) -> pd.DataFrame:
+        path = self.run_dir.stats / f"{name}.parquet"
+        return (read_parquet(path) if path.exists() else schema.empty_table()).to_pandas()
 
     def training(self) -> pd.DataFrame:
         """The trainer's log, one row per step: loss, lr, tokens/s, grad_norm (mfu on CUDA), and val_loss /

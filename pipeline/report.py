@@ -438,7 +438,7 @@ def render_report(run: Run, max_rows: int = DEFAULT_SAMPLE_ROWS, log: Log | None
     panels = signal_panels(run, max_rows)
     say(f"signal histograms ({sum(not panel.constant for panel in panels)})")
     signal_parts = _signal_parts(run, panels)
-    say("funnel, languages, domains, duplicates, tokens, training and speed")
+    say("funnel, languages, domains, duplicates, evaluation sets, tokens, training and speed")
     sections = [
         _section("Funnel", _image(funnel_figure(run), "funnel"), _funnel_table(run)),
         _section("Why documents were dropped", _reasons_table(run)),
@@ -446,6 +446,7 @@ def render_report(run: Run, max_rows: int = DEFAULT_SAMPLE_ROWS, log: Log | None
         _section("Languages", _image(languages_figure(run), "languages"), _languages_caption(run)),
         _section("Domains", _image(domains_figure(run), "domains")),
         _section("Duplicates", _image(cluster_sizes_figure(run), "duplicate cluster sizes"), _clusters_table(run)),
+        _section("Evaluation sets in the data", _contamination_table(run)),
         _section("Tokens", _image(shards_figure(run), "tokens per shard")),
         _section("Training", _image(training_figure(run), "training loss")),
         _section("Speed", _image(speed_figure(run), "time and throughput per stage")),
@@ -482,12 +483,16 @@ def _header(run: Run) -> str:
 # ----------------------------------------------------------------------------------------------------- helpers
 def _columns_by_stage(run: Run, columns: list[str]) -> dict[str, list[str]]:
     """Signal columns grouped by the configured stage that wrote them, in stage order: a column belongs to the
-    stage whose decisions name it, else to the stage its name starts with."""
+    stage whose decisions name it, else to the stage that lists it among its output fields, else to the stage its
+    name starts with."""
     stages = _configured_stages(run)
     owners = {}
     for stage in stages:
         for signal in _decisions_by_signal(run, stage):
             owners.setdefault(signal, stage)
+    for stage in stages:
+        for field in getattr(STAGES.get(stage), "output_fields", ()):
+            owners.setdefault(field.name, stage)
     grouped: dict[str, list[str]] = {}
     for column in columns:
         owner = owners.get(column) or next((s for s in sorted(stages, key=len, reverse=True)
@@ -627,6 +632,23 @@ def _funnel_table(run: Run) -> str:
                    {"in": ",", "kept": ",", "dropped": ",", "failed": ",", "kept %": ".1%", "seconds": ",.2f"})
     return table + ("<p class='muted'>Seconds: summed over the workers for a per-document stage (clock: worker), "
                     "the stage's own time for a global one (clock: wall).</p>")
+
+
+def _contamination_table(run: Run) -> str:
+    """Per evaluation set of the decontaminate stage: items found in the run's documents, documents holding them,
+    top domains (nothing when the run has no such stage)."""
+    sets = run.contamination()
+    if sets.empty:
+        return ""
+    shown = sets.assign(top_domains=sets["top_domains"].map(
+        lambda domains: ", ".join(f"{entry['domain']} ({entry['documents']:,})" for entry in domains[:5])))
+    action = next(((settings or {}).get("action", "drop") for stage in run.config.get("stages", [])
+                   for name, settings in stage.items() if name == "decontaminate"), "drop")
+    return _table(shown.rename(columns={"items_found": "found", "found_share": "found %"}),
+                  {"items": ",", "found": ",", "found %": ".1%", "documents": ",", "kept": ",", "dropped": ","}) + (
+        f"<p class='muted'>Items: of each evaluation set; found: those whose n-grams a document of the run holds "
+        f"(action: {html.escape(str(action))}); documents: those holding any, kept (flagged or redacted) or dropped. "
+        "Per item: <code>run.contaminated_items()</code>.</p>")
 
 
 def _signals_intro(run: Run, panels: list[SignalPanel], max_rows: int) -> str:

@@ -10,7 +10,8 @@ between them.
               unit_pool.fix_unit_boundaries: units whose first record was found wrongly, read again, and the
               finished units' markers merged
     global    global_stages.run_global_stages: the global stages that are not current, in config order
-    stats     stats.write_run_stats, with summary.run_summary
+    stats     stats.write_run_stats, with summary.run_summary and contamination.run_contamination (the decontaminate
+              stage's tables)
 
 Where it runs: with `--address` / RAY_ADDRESS / `ray.address` the run joins that cluster; with none, an embedded
 local Ray sized to the machine (ray_session.py), stopped at the end. A run too small to pay for Ray's start-up
@@ -35,6 +36,7 @@ from pipeline.input_sources import demo_crawl_files, remote_files
 from pipeline.plan import (check_inputs, configured_files, files_read, input_report, load_plan, plan_inputs,
                            plan_units, save_plan)
 from pipeline.progress import NoProgress, RunProgress
+from pipeline.contamination import run_contamination
 from pipeline.ray_session import connect_ray, gcs_address
 from pipeline.run_dir import OpenRun, RunDir, open_run_dir, remove_temporaries
 from pipeline.staged_assets import prepare_stages
@@ -83,7 +85,8 @@ def run_pipeline(
             progress.close()
         result.seconds = time.monotonic() - started
         try:
-            write_run_stats(run.stats, result.funnel, result.merged.unit_rows, run_summary(config, result))
+            write_run_stats(run.stats, result.funnel, result.merged.unit_rows, run_summary(config, result),
+                            run_contamination(config.stage_settings(), result.funnel, run.root))
             remove_temporaries(run.root)  # of workers killed in this run or an earlier one: a finished run has none
         except OSError as exc:
             raise StatsNotWritten(f"statistics not written to {run.stats}: {exc.strerror or exc} (errno "

@@ -35,6 +35,7 @@ class StageTally:
     failed: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     examples: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)  # what the stage counts beyond its outcomes (Stage.counts), summed
 
     def count(self, outcome: pa.Table, seconds: float) -> pa.Array:
         """Count a stage's output batch; returns the mask of kept rows."""
@@ -91,6 +92,7 @@ class StageTally:
         self.dropped.update(other.dropped)
         self.failed.update(other.failed)
         self.seconds += other.seconds
+        add_counts(self.counts, other.counts)
         seen = Counter((ex["outcome"], ex["reason"]) for ex in self.examples)
         for example in other.examples:
             key = (example["outcome"], example["reason"])
@@ -107,6 +109,7 @@ class StageTally:
             "failed": dict(sorted(self.failed.items())),
             "seconds": round(self.seconds, 4),
             "examples": self.examples,
+            **({"counts": self.counts} if self.counts else {}),
         }
 
     @classmethod
@@ -119,7 +122,17 @@ class StageTally:
             failed=Counter(values["failed"]),
             seconds=values["seconds"],
             examples=list(values.get("examples", [])),
+            counts=dict(values.get("counts", {})),
         )
+
+
+def add_counts(total: dict, more: dict) -> None:
+    """Add nested counts (dicts whose leaves are integers, as Stage.counts returns them) into `total`, key by key."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
 
 
 def merge_tallies(per_unit: Iterable[list[StageTally]]) -> list[StageTally]:
@@ -255,9 +268,11 @@ class StatsNotWritten(Exception):
         self.result = result
 
 
-def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: pa.Table, summary: dict) -> None:
+def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: pa.Table, summary: dict,
+                    tables: dict[str, pa.Table | None] | None = None) -> None:
     """Write the notebook-facing statistics: funnel, reasons, per-unit counts (`units`: the rows of `marker_unit_rows`,
-    as `MarkersMerged.unit_rows` holds them), error examples, summary."""
+    as `MarkersMerged.unit_rows` holds them), error examples, summary, and the stage-specific `tables` by file stem
+    (None: the run has no such table, and one an earlier run of the directory wrote is removed)."""
     funnel_rows = [
         {
             "stage": tally.stage,
@@ -282,8 +297,13 @@ def write_run_stats(stats_dir: Path, funnel: list[StageTally], units: pa.Table, 
         stats_dir / "reasons.parquet": parquet_bytes(pa.Table.from_pylist(reason_rows, schema=_REASONS_SCHEMA)),
         stats_dir / "examples.parquet": parquet_bytes(pa.Table.from_pylist(example_rows, schema=_EXAMPLES_SCHEMA)),
         stats_dir / "units.parquet": parquet_bytes(units.combine_chunks()),
+        **{stats_dir / f"{name}.parquet": parquet_bytes(table) for name, table in (tables or {}).items()
+           if table is not None},
         stats_dir / "summary.json": json_bytes({**summary, "stages": [tally.to_dict() for tally in funnel]}),
     })
+    for name, table in (tables or {}).items():
+        if table is None:
+            (stats_dir / f"{name}.parquet").unlink(missing_ok=True)
 
 
 class StatsUnreadable(Exception):

@@ -25,7 +25,7 @@ from pipeline.run_dir import RunDir
 from pipeline.run_lock import Fence
 from pipeline.staged_assets import local_settings
 from pipeline.schema import ERROR, LINEAGE_SCHEMA, OUTCOME_FIELDS, RECORD_SCHEMA, TEXT
-from pipeline.stats import READ_STAGE, StageTally
+from pipeline.stats import READ_STAGE, StageTally, add_counts
 from stages import STAGES, Stage
 
 BATCH_PAYLOAD_BYTES = 32 * 1024 * 1024  # also bounded by bytes: 256 pages of 5 MB would not fit one Arrow array
@@ -98,6 +98,7 @@ class UnitWorker:
                         raise StageContractError(
                             f"stage {stage.name} returned {outcome.num_rows} rows for {kept.num_rows}"
                         )
+                    add_counts(tally.counts, stage.counts(outcome))
                     kept = self._account(tally, outcome, time.perf_counter() - stage_started, rejects)
                 documents.write(kept)
                 if report is not None:

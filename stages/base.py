@@ -166,6 +166,13 @@ class Stage(StageKind):
     def process(self, docs: pa.Table) -> pa.Table:
         raise NotImplementedError
 
+    def counts(self, outcome: pa.Table) -> dict:
+        """What this stage counts in one of its output batches beyond kept, dropped and failed, as nested dicts with
+        integer leaves and string keys ({"gsm8k": {"documents": 2, "items": {"17": 1}}}): summed over batches, units
+        and workers into the stage's tally (stats.add_counts), saved in the units' markers and the run's summary.
+        Small by design: per value a run can hold few of, never per document. Most stages count nothing."""
+        return {}
+
     def close(self) -> None:
         """Release what the stage holds (child processes, models); called once when the worker is done."""
 
