@@ -3,7 +3,8 @@
     pipeline run --config FILE [--set key.path=value ...] [--output DIR] [--address RAY_ADDRESS] [--overwrite]
     pipeline stats RUN_DIR
     pipeline report RUN_DIR [--output FILE] [--max-rows N]
-    pipeline contamination RUN_DIR --eval NAME=PATH[:FIELD,...] [--eval ...] [--n N] [--output FILE] [--address ADDR]
+    pipeline contamination RUN_DIR --eval NAME=PATH[:FIELD,...] [--eval ...] [--source documents|shards] [--n N]
+                           [--output FILE] [--address ADDR]
     pipeline demo-crawl DIR [--pages N] [--files N] [--seed N]
     pipeline train-classifier --output MODEL (--data FILE [--map FROM=TO ...] | --folder LABEL=DIR ...) [...]
     pipeline fetch-models
@@ -137,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="an evaluation set: its name, a JSONL, CSV or Parquet file (local or URI) and the fields "
                        "that hold an item's text (default: text); repeatable, also for more files of a set, e.g. "
                        "--eval gsm8k=test.jsonl:question,answer")
+    audit.add_argument("--source", choices=("documents", "shards"), default="documents",
+                       help="what to read: the run's documents/ (default), or its token shards, decoded back to text "
+                       "with the run's tokenizer")
     audit.add_argument("--n", type=int, default=13, help="words per n-gram (default 13)")
     audit.add_argument("--output", help="also write the per-set table to this Parquet file")
     audit.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS; none: in this process, or an "
@@ -293,10 +297,19 @@ def _contamination(args: argparse.Namespace) -> int:
     from stages.base import StageSetupError
 
     run = RunDir(storage_path(args.run_dir))
-    if not run.documents.exists():
-        return _fail(f"{args.run_dir}: no documents/ folder; is this a run directory?")
-    sizes = file_sizes(run.documents, "part-*.parquet")
-    parts = [str(run.documents / name) for name in sorted(sizes)]
+    folder, pattern, tokenizer = run.documents, "part-*.parquet", None
+    if args.source == "shards":
+        from stages.tokens.files import FILE_NAMES
+
+        folder, pattern = run.shards, "*-[0-9][0-9][0-9][0-9][0-9].parquet"
+        tokenizer = next((str(run.tokenizer / name) for name in FILE_NAMES.values()
+                          if (run.tokenizer / name).exists()), None)
+        if tokenizer is None:
+            return _fail(f"{args.run_dir}: no tokenizer/ model to decode its shards with")
+    sizes = file_sizes(folder, pattern)
+    if not sizes:
+        return _fail(f"{args.run_dir}: no {args.source} ({folder}); is this a run directory?")
+    parts = [str(folder / name) for name in sorted(sizes)]
     kind = STAGES[STAGE]
     try:
         settings = kind.Config(eval_sets=_eval_sets(args.evals), n=args.n, action="flag")
@@ -315,12 +328,12 @@ def _contamination(args: argparse.Namespace) -> int:
 
         started = connect_ray(address)
         try:
-            counts = audit_documents(parts, staged, str(run.root), submit_task, ray.get)
+            counts = audit_documents(parts, staged, str(run.root), submit_task, ray.get, tokenizer)
         finally:
             if started:
                 ray.shutdown()
     else:
-        counts = audit_documents(parts, staged, str(run.root))
+        counts = audit_documents(parts, staged, str(run.root), tokenizer=tokenizer)
     tables = contamination_tables(counts, set_sizes(prepared.index))
     print(format_contamination(tables["contamination"]))
     if args.output:

@@ -12,8 +12,8 @@ tables come of them:
     contaminated_items.parquet   one row per item found: its set, its number in the set (from 1), its documents
 
 `pipeline contamination RUN_DIR --eval NAME=PATH[:fields]` audits a finished run without running it again: the same
-stage, flagging only, over the run's documents in a tree of tasks (leaves read a few parts, merges sum the counts),
-and the same tables.
+stage, flagging only, over the run's documents (or its token shards, decoded with its tokenizer) in a tree of tasks
+(leaves read a few parts, merges sum the counts), and the same tables.
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def run_contamination(stage_settings: list[tuple[str, object]], funnel: list[Sta
     return contamination_tables(counts, set_sizes(prepared.index))
 
 
-def audit_parts(parts: list[str], settings: dict, run_root: str) -> dict[str, SetCounts]:
-    """The stage's counts over some document parts (a leaf of `audit_documents`' tree), flagging only: each part's
-    text and domain read in batches, the stage built from this node's copy of the staged index."""
+def audit_parts(parts: list[str], settings: dict, run_root: str, tokenizer: str | None = None) -> dict[str, SetCounts]:
+    """The stage's counts over some parts (a leaf of `audit_documents`' tree), flagging only, the stage built from
+    this node's copy of the staged index: document parts (text and domain, read in batches), or token shards
+    (`tokenizer`: the run's tokenizer file, which decodes each document's tokens back to text; no domain)."""
     from pipeline.io.storage import parquet_file, storage_path
     from pipeline.staged_assets import local_settings
     from pipeline.schema import TEXT
@@ -118,10 +119,20 @@ def audit_parts(parts: list[str], settings: dict, run_root: str) -> dict[str, Se
 
     kind = STAGES[STAGE]
     stage = kind(local_settings(kind.Config(**settings), kind.file_settings, storage_path(run_root)))
+    decoder = None
+    if tokenizer is not None:
+        from stages.tokens.files import load_tokenizer
+
+        decoder = load_tokenizer(storage_path(tokenizer).read_bytes(), source=tokenizer)
     counts: dict = {}
     for part in parts:
-        for batch in parquet_file(part).iter_batches(batch_size=AUDIT_BATCH_ROWS, columns=[TEXT, "domain"]):
-            add_counts(counts, stage.counts(stage(pa.Table.from_batches([batch]))))
+        columns = ["tokens"] if decoder else [TEXT, "domain"]
+        for batch in parquet_file(part).iter_batches(batch_size=AUDIT_BATCH_ROWS, columns=columns):
+            table = pa.Table.from_batches([batch])
+            if decoder is not None:
+                texts = [decoder.decode(tokens) for tokens in table.column("tokens").to_pylist()]
+                table = pa.table({TEXT: pa.array(texts, pa.string()), "domain": pa.nulls(len(texts), pa.string())})
+            add_counts(counts, stage.counts(stage(table)))
     stage.close()
     return counts
 
@@ -135,12 +146,13 @@ def merge_counts(*parts: dict) -> dict:
 
 
 def audit_documents(parts: list[str], settings: dict, run_root: str, submit: Callable | None = None,
-                    fetch: Callable | None = None) -> dict[str, SetCounts]:
-    """The stage's counts over `parts`, as a tree: `submit(function, *args)` runs a node (a Ray task, or by default
-    here), `fetch` gets the root's value; the driver holds one reference per pending node, never a document."""
+                    fetch: Callable | None = None, tokenizer: str | None = None) -> dict[str, SetCounts]:
+    """The stage's counts over `parts` (token shards with `tokenizer`), as a tree: `submit(function, *args)` runs a
+    node (a Ray task, or by default here), `fetch` gets the root's value; the driver holds one reference per pending
+    node, never a document."""
     submit = submit or (lambda function, *args: function(*args))
     fetch = fetch or (lambda result: result)
-    leaves = [submit(audit_parts, parts[start:start + PARTS_PER_TASK], settings, run_root)
+    leaves = [submit(audit_parts, parts[start:start + PARTS_PER_TASK], settings, run_root, tokenizer)
               for start in range(0, len(parts), PARTS_PER_TASK)]
     root, _, _ = tree_reduce(leaves, lambda items: submit(merge_counts, *items))
     return fetch(root) if root is not None else {}

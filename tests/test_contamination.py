@@ -166,3 +166,19 @@ def test_a_bad_eval_option_is_one_line_and_status_2(tmp_path, cache, planted_pag
     assert audit.returncode == 2
     [line] = audit.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line
+
+
+def test_the_audit_of_token_shards_decodes_them_and_finds_the_same_items(tmp_path, cache, gsm8k_path,
+                                                                         planted_pages):
+    """A run that kept only token shards' worth of output (tokenizer, tokenize) is audited from the shards, decoded
+    with its own sentencepiece model: the same six problems in the same twelve documents (shards keep no domain)."""
+    stages = ["fineweb", {"tokenizer": {"vocab_size": 600}}, "tokenize"]
+    result = pipeline_cli("run", "--config", str(run_config(tmp_path, planted_pages, stages)), "--quiet")
+    assert result.returncode == 0, result.stderr
+    table = tmp_path / "audit.parquet"
+    audit = pipeline_cli("contamination", str(tmp_path / "run"), "--source", "shards", "--output", str(table),
+                         "--eval", f"gsm8k={gsm8k_path}:question,answer")
+    assert audit.returncode == 0, audit.stderr
+    [row] = pq.read_table(table).to_pylist()
+    assert (row["items_found"], row["documents"], row["top_domains"]) == (
+        PLANTED_ITEMS, 2 * PLANTED_ITEMS, [{"domain": "(none)", "documents": 2 * PLANTED_ITEMS}])
