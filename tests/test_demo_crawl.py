@@ -469,3 +469,22 @@ def test_utf8_pages_declare_utf8(crawl):
             header_charset, meta_charset = _declared_charsets(record, payload)
             assert meta_charset == "utf-8" and header_charset in (None, "utf-8")
             payload.decode("utf-8")
+
+
+def test_six_english_articles_outside_duplicate_clusters_quote_a_problem_of_the_demo_eval_set(crawl, tmp_path):
+    """The quickstart's decontaminate stage has something real to find: demo-eval.jsonl (written with the labels)
+    holds the problems, and six articles quote one each, word for word, in their HTML."""
+    written = demo_crawl.write_demo_labels(tmp_path)
+    problems = [json.loads(line) for line in written["eval"].read_text().splitlines()]
+    assert len(problems) == len(demo_crawl.EVAL_PROBLEMS) and all(p["question"] and p["answer"] for p in problems)
+    quoting = [row for row in crawl["truth"] if row["eval_items"]]
+    assert len(quoting) == demo_crawl.EVAL_QUOTED
+    assert all(row["kind"] == "article" and row["lang"] == "en" for row in quoting)
+    in_clusters = {row["duplicate_of"] for row in crawl["truth"] if row["duplicate_of"]}
+    assert not in_clusters & {row["url"] for row in quoting}
+    numbers = [number for row in quoting for number in row["eval_items"]]
+    assert len(set(numbers)) == len(numbers)
+    for row in quoting:
+        _, payload = crawl["payloads"][row["record_id"]]
+        text = html.unescape(payload.decode(row["charset"] or "utf-8", errors="replace"))
+        assert problems[row["eval_items"][0] - 1]["question"] in text

@@ -76,7 +76,7 @@ def test_the_report_is_one_self_contained_file_with_the_runs_numbers(written):
     images = [attrs for tag, attrs in page.tags if tag == "img"]
     # funnel, one grid per filtering stage with signals, languages, domains, clusters, shards, training, speed
     with_signals = {"html_langid", "langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "toxic_words",
-                    "toxicity_classifier", "quality_classifier", "pii"}
+                    "toxicity_classifier", "quality_classifier", "pii", "decontaminate"}
     assert len(images) == 7 + len(with_signals)
     assert {image["alt"] for image in images} >= {f"signals of {stage}" for stage in with_signals}
     for image in images:  # every plot is an embedded PNG that decodes, shown at its own size in the page's column
@@ -101,6 +101,9 @@ def test_the_report_is_one_self_contained_file_with_the_runs_numbers(written):
     assert shown["read"][0] == summary["records_read"]
     cards = re.findall(r"<div class='card'><b>([^<]+)</b><span>([^<]+)</span>", target.read_text())
     assert dict((label, value) for value, label in cards)["documents kept"] == f"{summary['documents']:,}"
+    [evaluation_set] = [row for row in page.rows if row[:1] == ["demo_eval"]]  # the contamination table
+    found = run.contamination().iloc[0]
+    assert evaluation_set[1:3] == [f"{found['items']:,}", f"{found['items_found']:,}"]
 
 
 def test_each_histogram_draws_its_configured_threshold_and_the_share_its_rule_removed(written):
@@ -330,7 +333,7 @@ def test_the_language_and_domain_charts_say_which_documents_they_count(written):
     assert drawn == [lang for lang in languages["lang"] if lang != report.NO_VALUE][:len(drawn)]
     assert (f"{unlabelled:,} documents have none and are not shown: they were dropped before langid "
             f"(url_filter {blocked:,}, html_langid {screened:,}). Kept means kept after the last per-document stage "
-            f"({funnel.loc['pii', 'kept']:,} documents); the global stages then removed "
+            f"({funnel.loc['decontaminate', 'kept']:,} documents); the global stages then removed "
             f"{funnel.loc['dedup', 'dropped']:,} of them, leaving the {run.summary['documents']:,} documents") in page
 
     domains = report.domains_figure(run).axes[0]

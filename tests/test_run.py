@@ -227,6 +227,9 @@ def test_quickstart_runs_offline_and_its_output_reads_back(quickstart_run):
     assert "tokens" in completed.stdout and (output / "tokenizer" / "tokenizer.model").exists()
     trained = json.loads((output / "train" / "_done.json").read_text())["final"]  # and a tiny GPT trained on them
     assert trained["step"] == 200 and trained["val_loss"] < 6 and (output / "train" / "checkpoint.pt").exists()
+    [found] = pd.read_parquet(output / "stats" / "contamination.parquet").to_dict("records")  # the quoted problems
+    assert (found["set"], found["items"], found["items_found"], found["documents"], found["dropped"]) == (
+        "demo_eval", 12, 6, 6, 6)
     shown = cli("stats", str(output))
     assert shown.returncode == 0 and "extract" in shown.stdout and "record_type:request" in shown.stdout
 
