@@ -410,6 +410,11 @@ def _stats(run_dir: str) -> int:
     inputs = format_input_files(summary.get("input_files"))
     if inputs:
         print(inputs)
+    if (stats_dir / "contamination.parquet").exists():  # what the decontaminate stage found
+        from pipeline.contamination import format_contamination
+        from pipeline.io.storage import read_parquet
+
+        print(format_contamination(read_parquet(stats_dir / "contamination.parquet")))
     for unit_id, error in summary.get("failed_units", {}).items():
         print(f"FAILED UNIT {unit_id}: {error.splitlines()[0]}")
     for name, error in summary.get("failed_stages", {}).items():

@@ -112,6 +112,8 @@ def test_a_run_writes_the_tables_and_reports_them_the_same_when_resumed(tmp_path
     run = inspect.load_run(run_dir)
     assert run.contamination().iloc[0]["items_found"] == PLANTED_ITEMS
     assert run.contaminated_items()["item"].tolist() == list(range(1, PLANTED_ITEMS + 1))
+    shown = pipeline_cli("stats", str(run_dir))
+    assert shown.returncode == 0 and "gsm8k" in shown.stdout and "host-a.example (6)" in shown.stdout
     report = pipeline_cli("report", str(run_dir))
     assert report.returncode == 0, report.stderr
     html = (run_dir / "report.html").read_text()
