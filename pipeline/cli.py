@@ -487,7 +487,8 @@ def _train(args: argparse.Namespace) -> int:
         figures = train(config, log=lambda line: print(line, flush=True), stop_at=args.stop_at)
     except ConfigError as exc:  # TrainSetupError included: settings that do not fit the shards or the checkpoint
         return _fail(str(exc))
-    print(f"checkpoint: {config.out_dir}/checkpoint.pt; log: {config.out_dir}/log.jsonl")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(f"checkpoint: {config.out_dir}/checkpoint.pt; log: {config.out_dir}/log.jsonl")
     return 0 if figures else 1
 
 

@@ -6,8 +6,10 @@ a uniformly random token of it: documents from every shard mix in each batch (th
 across shards, the loader does), small shards count like large ones, and blocks cross document (and shard)
 boundaries, where the end-of-document token tells the model a new document begins, as GPT-2 and nanoGPT train.
 
-Which blocks make batch `step` of rank `rank` is a pure function of (seed, split, rank, step): no loader state, so
-a resumed run sees exactly the batches an uninterrupted one would, and DDP ranks draw disjoint random streams.
+Which blocks make batch `step` is a pure function of (seed, split, step): no loader state, so a resumed run sees
+exactly the batches an uninterrupted one would. Under data parallelism rank r of W takes rows r*B/W to (r+1)*B/W of
+that global batch of B rows, so the run sees the same blocks whatever the number of ranks (train.py averages the
+ranks' gradients and losses over equal slices, which is the single-process mean).
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ class TrainSetupError(ConfigError):
     them changes, so the message says which."""
 
 
+def rows_of_rank(batch_size: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch of `batch_size` that rank `rank` of `world_size` trains on: an equal share each,
+    so that averaging the ranks' mean losses gives the mean over the whole batch."""
+    if batch_size % world_size:
+        raise TrainSetupError(f"batch_size {batch_size} is not divisible by the {world_size} data-parallel ranks: "
+                              f"each rank takes an equal share of the global batch; set batch_size to a multiple of "
+                              f"{world_size} (e.g. {batch_size + world_size - batch_size % world_size}) or run "
+                              f"on a number of ranks that divides {batch_size}")
+    share = batch_size // world_size
+    return slice(rank * share, (rank + 1) * share)
+
+
 def _too_short(directory: Path, split: str, block_size: int, tokens: int) -> str:
     """Why a split cannot give a block, and what to change."""
     more = "more documents, or a larger tokenize.validation_fraction" if split == "validation" else "more documents"
@@ -36,8 +50,12 @@ def _too_short(directory: Path, split: str, block_size: int, tokens: int) -> str
 
 
 class TokenBlocks:
+    """The blocks of one split, for rank `rank` of `world_size` data-parallel ranks."""
+
     def __init__(self, shards_dir: str | Path, split: str, block_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of the {world_size} ranks")
         self.directory = Path(shards_dir)
         self.manifest = read_manifest(self.directory)
         if split not in self.manifest["splits"]:
@@ -58,10 +76,11 @@ class TokenBlocks:
         return int(sum(len(array) for array in self.tokens))
 
     def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) of batch `step`: int64 tensors of shape (batch_size, block_size), targets shifted by
-        one token."""
-        generator = np.random.default_rng([self.seed, _SPLIT_STREAMS.get(self.split, 2), self.rank, step])
-        positions = generator.integers(0, int(self.ends[-1]) - self.block_size, size=batch_size)
+        """(inputs, targets) of this rank's rows of global batch `step` of `batch_size` rows: int64 tensors of
+        shape (batch_size / world_size, block_size), targets shifted by one token."""
+        rows = rows_of_rank(batch_size, self.rank, self.world_size)
+        generator = np.random.default_rng([self.seed, _SPLIT_STREAMS.get(self.split, 2), step])
+        positions = generator.integers(0, int(self.ends[-1]) - self.block_size, size=batch_size)[rows]
         blocks = torch.from_numpy(np.stack([self._block(int(p)) for p in positions]).astype(np.int64))
         return blocks[:, :-1], blocks[:, 1:]
 

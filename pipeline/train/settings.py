@@ -32,7 +32,8 @@ class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The GPT's size (GPT-2 small by default).")
     block_size: int = Field(1024, ge=8, description="Tokens of context per sequence.")
-    batch_size: int = Field(16, ge=1, description="Sequences per micro-batch.")
+    batch_size: int = Field(16, ge=1, description="Sequences per micro-batch, of all data-parallel ranks together "
+                            "(each takes an equal share: a multiple of their number).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_steps: int = Field(1000, ge=1, description="Optimizer steps; the cosine decay ends here.")
     learning_rate: float = Field(6e-4, gt=0, description="Peak learning rate, reached after warmup_steps.")

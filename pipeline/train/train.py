@@ -7,7 +7,14 @@ and at the end. Each step's batches are a function of (seed, step) (data.py) and
 optimizer and random states, so a run resumed from a checkpoint ends exactly where an uninterrupted one does.
 
 Logs go to stdout and <out_dir>/log.jsonl: per step the loss, learning rate, tokens/s and, on CUDA, the model FLOPs
-utilisation against the GPU's bf16 dense peak.
+utilisation against the GPU's bf16 dense peak. A resumed run first cuts log.jsonl back to the checkpoint's step, so
+that the steps a killed run logged after its last checkpoint are not logged twice.
+
+Data parallel under torchrun (`torchrun --standalone --nproc_per_node N -m pipeline.cli train ...`): the RANK,
+LOCAL_RANK and WORLD_SIZE it sets make each process one rank, on cuda:LOCAL_RANK with NCCL (or on the CPU with gloo);
+the model is wrapped in DistributedDataParallel, gradients are averaged on the last micro-batch of a step only, and
+rank 0 alone prints, logs and checkpoints. Each rank takes an equal slice of every global batch (data.py), so the
+losses equal a one-process run's with the same settings up to the order of float sums.
 """
 
 from __future__ import annotations
@@ -15,18 +22,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.config import apply_override, read_yaml_mapping, validated
 from pipeline.io.atomic import publish_file, replace, temporary_path
 from pipeline.io.storage import StoragePath, local_copy, storage_path
 from pipeline.token_shards import local_shards
-from pipeline.train.data import TokenBlocks, TrainSetupError
+from pipeline.train.data import TokenBlocks, TrainSetupError, rows_of_rank
 from pipeline.train.model import GPT, GPTConfig
 from pipeline.train.settings import TrainConfig
 
@@ -36,6 +48,30 @@ SCHEDULE = ("max_steps", "warmup_steps", "learning_rate", "min_learning_rate")  
 # bf16 dense peak FLOP/s by GPU name, for MFU (tensor cores, no sparsity).
 BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
                    "RTX 4090": 165e12, "RTX 3090": 71e12}
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the data-parallel processes: the one and only when not started by torchrun."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_environment(cls) -> Ranks:
+        """From the variables torchrun sets for each process it starts."""
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                   int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        """The rank that prints, logs and writes checkpoints."""
+        return self.rank == 0
 
 
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -62,10 +98,66 @@ def peak_flops(device: torch.device) -> float | None:
     return next((flops for key, flops in BF16_PEAK_FLOPS.items() if key in name), None)
 
 
-def _device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
+def _device_and_dtype(config: TrainConfig, ranks: Ranks) -> tuple[torch.device, torch.dtype]:
+    """The device of this rank (cuda:LOCAL_RANK: one GPU per process) and the compute dtype."""
     device_type = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = config.dtype if config.dtype != "auto" else ("bfloat16" if device_type == "cuda" else "float32")
-    return torch.device(device_type), getattr(torch, dtype_name)
+    if device_type == "cpu":
+        return torch.device("cpu"), getattr(torch, dtype_name)
+    gpus = torch.cuda.device_count()
+    if ranks.local_rank >= gpus:
+        raise TrainSetupError(f"device cuda: this machine has {gpus} GPUs, none for process {ranks.local_rank} on "
+                              f"it: set device to auto or cpu, or start at most {gpus} per machine (torchrun "
+                              "--nproc_per_node)")
+    device = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(device)
+    return device, getattr(torch, dtype_name)
+
+
+@contextmanager
+def _process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
+    """The ranks' process group for the time of the run (NCCL between GPUs, gloo between CPU processes), left at
+    the end; nothing to do for one process, or when the caller has joined a group already."""
+    if not ranks.distributed or dist.is_initialized():
+        yield
+        return
+    if device.type == "cuda":
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _mean_over_ranks(value: float, ranks: Ranks, device: torch.device) -> float:
+    """The mean of every rank's `value`: of equal slices' mean losses, the mean loss of the whole batch."""
+    if not ranks.distributed:
+        return value
+    total = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.item() / ranks.world_size
+
+
+def _random_states(ranks: Ranks, device: torch.device) -> list[dict] | None:
+    """Every rank's random state (dropout draws differ between ranks), gathered on rank 0; None on the others."""
+    state = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    if not ranks.distributed:
+        return [state]
+    states: list | None = [None] * ranks.world_size if ranks.main else None
+    dist.gather_object(state, states, dst=0)
+    return states
+
+
+def _restore_random_state(states: list[dict], ranks: Ranks, device: torch.device) -> None:
+    """This rank's random state from a checkpoint. A run resumed on more ranks than it was saved from keeps the
+    seeded state on the new ones: the same batches, other dropout draws."""
+    if ranks.rank >= len(states):
+        return
+    torch.set_rng_state(states[ranks.rank]["cpu"])
+    if device.type == "cuda" and states[ranks.rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(states[ranks.rank]["cuda"], device)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -78,16 +170,19 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     replace(temporary, path)
 
 
-def _working_dir(out: StoragePath) -> Path:
+def _working_dir(out: StoragePath, prepare: bool = True) -> Path:
     """Where checkpoints are written: `out` itself when local. When `out` is on an object store, a local folder
     that starts as a copy of what `out` holds (the store is the truth: a run resumed on another machine resumes
-    from there) and is pushed to `out` after every checkpoint."""
+    from there) and is pushed to `out` after every checkpoint. Only one process per machine prepares it: the
+    others (`prepare` False) get its name."""
     if isinstance(out, Path):
         out.mkdir(parents=True, exist_ok=True)
         return out
     from pipeline.io.download import cache_base
 
     local = cache_base() / "train" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    if not prepare:
+        return local
     shutil.rmtree(local, ignore_errors=True)
     local.mkdir(parents=True)
     for name in (CHECKPOINT, LOG):
@@ -116,6 +211,25 @@ def resumed_line(path: Path, step: int, previous: dict, config: TrainConfig) -> 
             f"{learning_rate(step, config):.2e} at step {step + 1}")
 
 
+def truncate_log(log_path: Path, step: int) -> None:
+    """Keep the lines of log.jsonl up to `step` (the checkpoint's): a run killed after its last checkpoint logged
+    steps that the resumed run trains and logs again. Rewritten atomically (a temporary file, fsync, rename), so a
+    kill now leaves the old log or the new one."""
+    if not log_path.exists():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if entry.get("step", 0) <= step:
+            kept.append(line + "\n")
+    temporary = temporary_path(log_path)
+    temporary.write_text("".join(kept))
+    replace(temporary, log_path)
+
+
 def figures_at(log_path: Path, step: int) -> dict:
     """The figures log.jsonl holds for `step` (its last line for that step), or only the step where it has none."""
     found: dict = {"step": step}
@@ -130,8 +244,10 @@ def figures_at(log_path: Path, step: int) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, autocast, device: torch.device) -> float:
-    """Mean validation loss over eval_batches fixed batches (the same ones at every evaluation)."""
+def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, autocast, device: torch.device,
+             ranks: Ranks) -> float:
+    """Mean validation loss over eval_batches fixed batches (the same ones at every evaluation), each rank on its
+    slice of them: the same figure as one process computes alone."""
     model.eval()
     losses = []
     for index in range(config.eval_batches):
@@ -140,24 +256,35 @@ def evaluate(model: torch.nn.Module, data: TokenBlocks, config: TrainConfig, aut
             _, loss = model(x, y)
         losses.append(loss.item())
     model.train()
-    return sum(losses) / len(losses)
+    return _mean_over_ranks(sum(losses) / len(losses), ranks, device)
 
 
 def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
     """Train (or resume) to max_steps, or stop early at step `stop_at` with a checkpoint (as a job killed at its
     time limit would, after its last checkpoint); returns the last step's figures. A checkpoint already there
-    trains nothing more and returns its step's figures from the log."""
-    device, dtype = _device_and_dtype(config)
-    torch.manual_seed(config.seed)
+    trains nothing more and returns its step's figures from the log. Under torchrun, this process is one rank of
+    a data-parallel run; only rank 0 calls `log`."""
+    ranks = Ranks.from_environment()
+    rows_of_rank(config.batch_size, ranks.rank, ranks.world_size)  # a batch that does not split fails first
+    device, dtype = _device_and_dtype(config, ranks)
+    with _process_group(ranks, device):
+        return _train(config, ranks, device, dtype, log if ranks.main else lambda _: None, stop_at)
+
+
+def _train(config: TrainConfig, ranks: Ranks, device: torch.device, dtype: torch.dtype, log,
+           stop_at: int | None) -> dict:
+    torch.manual_seed(config.seed + ranks.rank)  # rank 0's initialisation is broadcast; dropout differs by rank
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     shards = local_shards(config.shards_dir())
-    train_data = TokenBlocks(shards, "train", config.block_size, seed=config.seed)
-    val_data = TokenBlocks(shards, "validation", config.block_size, seed=config.seed)
+    train_data = TokenBlocks(shards, "train", config.block_size, config.seed, ranks.rank, ranks.world_size)
+    val_data = TokenBlocks(shards, "validation", config.block_size, config.seed, ranks.rank, ranks.world_size)
     out = storage_path(config.out_dir)
-    out_dir = _working_dir(out)
+    out_dir = _working_dir(out, prepare=ranks.local_rank == 0)
+    if ranks.distributed:
+        dist.barrier()  # the working folder is ready before any rank looks for a checkpoint in it
     gpt_config = GPTConfig(vocab_size=train_data.vocab_size, block_size=config.block_size,
                            **config.model.model_dump())
     model = GPT(gpt_config).to(device)
@@ -177,19 +304,26 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
             return figures_at(out_dir / LOG, step)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"])
-        if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+        # a checkpoint from before data parallelism holds one process's state as "rng" and "cuda_rng"
+        states = checkpoint.get("random_states") or [{"cpu": checkpoint["rng"], "cuda": checkpoint.get("cuda_rng")}]
+        _restore_random_state(states, ranks, device)
         log(resumed_line(checkpoint_path, step, checkpoint["train_config"], config))
+    if ranks.main:
+        truncate_log(out_dir / LOG, step)
     runner = torch.compile(model) if config.compile else model
+    trainer = (DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+               if ranks.distributed else runner)
     tokens_per_step = config.batch_size * config.block_size * config.grad_accum
     flops_per_step = model.flops_per_token() * tokens_per_step
     peak = peak_flops(device)
+    peak = peak * ranks.world_size if peak else None
+    per_rank = (f" on {ranks.world_size} ranks ({config.batch_size // ranks.world_size} sequences per micro-batch "
+                "each)" if ranks.distributed else "")
     log(f"{model.num_parameters() / 1e6:.2f}M parameters, {device.type} {str(dtype).removeprefix('torch.')}, "
-        f"{tokens_per_step:,} tokens per step; train {train_data.total_tokens:,} tokens, "
+        f"{tokens_per_step:,} tokens per step{per_rank}; train {train_data.total_tokens:,} tokens, "
         f"validation {val_data.total_tokens:,}")
     figures: dict = {}
-    with open(out_dir / LOG, "a") as log_file:
+    with (open(out_dir / LOG, "a") if ranks.main else nullcontext()) as log_file:
         while step < last:
             started = time.perf_counter()
             rate = learning_rate(step, config)
@@ -199,10 +333,13 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
             for micro in range(config.grad_accum):
                 x, y = (t.to(device, non_blocking=True)
                         for t in train_data.batch(step * config.grad_accum + micro, config.batch_size))
+                if ranks.distributed:  # average the gradients across ranks once, after the last micro-batch
+                    trainer.require_backward_grad_sync = micro == config.grad_accum - 1
                 with autocast:
-                    _, loss = runner(x, y)
+                    _, loss = trainer(x, y)
                 (loss / config.grad_accum).backward()
                 total_loss += loss.item() / config.grad_accum
+            total_loss = _mean_over_ranks(total_loss, ranks, device)
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -215,7 +352,7 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
             if peak:
                 figures["mfu"] = flops_per_step / seconds / peak
             if step % config.eval_interval == 0 or step == config.max_steps:
-                figures["val_loss"] = evaluate(runner, val_data, config, autocast, device)
+                figures["val_loss"] = evaluate(runner, val_data, config, autocast, device, ranks)
                 figures["val_perplexity"] = math.exp(figures["val_loss"])
             if step % config.log_interval == 0 or "val_loss" in figures or step == 1:
                 mfu = f", MFU {figures['mfu']:.1%}" if "mfu" in figures else ""
@@ -223,16 +360,19 @@ def train(config: TrainConfig, log=print, stop_at: int | None = None) -> dict:
                        if "val_loss" in figures else "")
                 log(f"step {step}: loss {total_loss:.4f}, lr {rate:.2e}, {figures['tokens_per_s']:,.0f} tokens/s"
                     f"{mfu}{val}")
-            log_file.write(json.dumps(figures) + "\n")
+            if ranks.main:
+                log_file.write(json.dumps(figures) + "\n")
             if step % config.checkpoint_interval == 0 or step == last:
-                _save_checkpoint(checkpoint_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "model_config": gpt_config.to_dict(), "train_config": config.model_dump(),
-                    "tokenizer": str((shards / train_data.manifest["tokenizer"]["path"]).resolve()),
-                    "eos_id": train_data.manifest["eos_id"], "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                })
-                if out is not out_dir:
+                random_states = _random_states(ranks, device)  # every rank takes part; rank 0 writes
+                if ranks.main:
+                    _save_checkpoint(checkpoint_path, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "model_config": gpt_config.to_dict(), "train_config": config.model_dump(),
+                        "tokenizer": str((shards / train_data.manifest["tokenizer"]["path"]).resolve()),
+                        "eos_id": train_data.manifest["eos_id"], "random_states": random_states,
+                        "world_size": ranks.world_size,
+                    })
+                if ranks.main and out is not out_dir:
                     log_file.flush()
                     _push(out_dir, out)
     return figures
