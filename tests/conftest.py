@@ -216,3 +216,34 @@ def timed_pipeline_cli(*args: str, cwd: Path = REPO, timeout: float = 600) -> Ti
     completed = TimedRun(process.args, process.returncode, "".join(stdout), "".join(line for _, line in lines))
     completed.stderr_lines = lines
     return completed
+
+
+@pytest.fixture(scope="session")
+def shakespeare_shards(tmp_path_factory, data_dir, local_ray) -> Path:
+    """tinyshakespeare as documents of about 2,000 characters (whole speeches), through the pipeline's tokenizer
+    (1,000 pieces) and tokenize stages: the shards folder, once per session (the trainer's tests share it)."""
+    import json
+
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    tmp_path = tmp_path_factory.mktemp("shakespeare")
+    speeches = (data_dir / "text" / "tinyshakespeare" / "input.txt").read_text().split("\n\n")
+    documents, current = [], ""
+    for speech in speeches:
+        current = f"{current}\n\n{speech}" if current else speech
+        if len(current) >= 2_000:
+            documents.append(current)
+            current = ""
+    corpus = tmp_path / "shakespeare.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"s{i:04d}", "text": t}) + "\n" for i, t in enumerate(documents)))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "name": "shakespeare", "input": {"paths": [str(corpus)]},
+        "stages": [{"tokenizer": {"vocab_size": 1000}}, {"tokenize": {"validation_fraction": 0.1}}],
+    }))
+    result = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False)
+    assert result.ok
+    return result.run_dir / "shards"

@@ -131,9 +131,9 @@ def test_a_run_without_the_stage_has_no_tables(tmp_path, planted_pages):
     assert inspect.load_run(tmp_path / "run").contamination().empty
 
 
-@pytest.mark.parametrize("where", ["in this process", "on an embedded Ray"])
+@pytest.mark.parametrize("where", ["in this process", "on a Ray cluster"])
 def test_the_audit_of_a_run_without_the_stage_finds_what_the_stage_finds(tmp_path, cache, gsm8k_path,
-                                                                          planted_pages, where):
+                                                                          planted_pages, where, request):
     result = pipeline_cli("run", "--config", str(run_config(tmp_path, planted_pages, ["fineweb"])), "--quiet")
     assert result.returncode == 0, result.stderr
     kept_planted = pq.read_table(tmp_path / "run" / "documents", columns=["id"]).column("id").to_pylist()
@@ -142,10 +142,16 @@ def test_the_audit_of_a_run_without_the_stage_finds_what_the_stage_finds(tmp_pat
     table = tmp_path / "audit.parquet"
     audit = pipeline_cli("contamination", str(tmp_path / "run"), "--eval", f"gsm8k={gsm8k_path}:question,answer",
                          "--output", str(table),
-                         *(["--in-process-max-mb", "0"] if where == "on an embedded Ray" else []))
+                         *(["--address", cluster_address(request)] if where == "on a Ray cluster" else []))
     assert audit.returncode == 0, audit.stderr
     assert pq.read_table(table).to_pylist() == [expected_sets_row(12, 0)]
     assert audit.stdout.splitlines()[1].split()[:5] == ["gsm8k", "1,319", "6", "0.5%", "12"]
+
+
+def cluster_address(request) -> str:
+    """The address of the session's local Ray, which `pipeline contamination --address` joins for its tasks."""
+    ray = request.getfixturevalue("local_ray")
+    return ray.get_runtime_context().gcs_address
 
 
 def test_eval_options_keep_a_uri_whole_and_gather_a_sets_files():

@@ -17,9 +17,8 @@ torch = pytest.importorskip("torch", reason="the trainer extra (torch==2.13.0) i
 
 from conftest import interrupted_cli  # noqa: E402
 from memory_maps import mapping_of  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
 from pipeline.failures import error_text  # noqa: E402
-from pipeline.runner import RunResult, run_pipeline  # noqa: E402
+from pipeline.runner import RunResult  # noqa: E402
 from pipeline.summary import print_result  # noqa: E402
 from pipeline.token_shards import map_tokens, read_manifest  # noqa: E402
 from pipeline.train.data import TokenBlocks, TrainSetupError  # noqa: E402
@@ -29,30 +28,6 @@ from pipeline.train.train import TrainConfig, learning_rate, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def shakespeare_shards(tmp_path_factory, data_dir, local_ray) -> Path:
-    """tinyshakespeare as documents of about 2,000 characters (whole speeches), through the pipeline's tokenizer
-    (1,000 pieces) and tokenize stages: the shards folder."""
-    tmp_path = tmp_path_factory.mktemp("shakespeare")
-    speeches = (data_dir / "text" / "tinyshakespeare" / "input.txt").read_text().split("\n\n")
-    documents, current = [], ""
-    for speech in speeches:
-        current = f"{current}\n\n{speech}" if current else speech
-        if len(current) >= 2_000:
-            documents.append(current)
-            current = ""
-    corpus = tmp_path / "shakespeare.jsonl"
-    corpus.write_text("".join(json.dumps({"id": f"s{i:04d}", "text": t}) + "\n" for i, t in enumerate(documents)))
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "name": "shakespeare", "input": {"paths": [str(corpus)]},
-        "stages": [{"tokenizer": {"vocab_size": 1000}}, {"tokenize": {"validation_fraction": 0.1}}],
-    }))
-    result = run_pipeline(load_config(config_file, output=str(tmp_path / "run")), show_progress=False)
-    assert result.ok
-    return result.run_dir / "shards"
 
 
 def tiny_config(shards: Path, out_dir: Path, **changes) -> TrainConfig:

@@ -22,7 +22,6 @@ from pipeline.train.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-shakespeare_shards = test_train.shakespeare_shards  # the fixture: tinyshakespeare through the tokenize stage
 
 
 def log_of(out_dir: Path) -> list[dict]:
@@ -37,8 +36,14 @@ def pipeline_train(config: TrainConfig, config_file: Path, processes: int,
     command = ["-m", "pipeline.cli", "train", "--config", str(config_file), *options]
     if processes > 1:
         command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), *command]
-    return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for _ in range(2):
+        completed = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        # torchrun --standalone takes a free port and lets it go before binding it: another process (this session's
+        # Ray) can take it meanwhile. That is the machine's, not the trainer's: once more, on another port.
+        if "address already in use" not in completed.stderr.lower():
+            return completed
+    return completed
 
 
 def test_two_ranks_train_to_the_losses_of_one_process_with_the_same_global_batch(shakespeare_shards, tmp_path):
