@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
@@ -71,7 +72,9 @@ class FastTextClassifier(Stage):
         self._model = FastTextModel(resolve_model(config.model))
 
     def process(self, docs: pa.Table) -> pa.Table:
-        scores = [self._model.probability(fasttext_line(text or ""), self.config.label)
+        # rounded to the column's float32 before deciding, so that the saved score decides the same way again
+        # (pipeline/ablation/select.py re-applies thresholds to it)
+        scores = [float(np.float32(self._model.probability(fasttext_line(text or ""), self.config.label)))
                   for text in docs.column(TEXT).to_pylist()]
         threshold = self.config.threshold
         drops = [

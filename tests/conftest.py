@@ -173,6 +173,61 @@ def interrupted_cli(args: list[str], ready, wait_s: float = 60) -> tuple[int, st
     return process.returncode, stdout, stderr
 
 
+ABLATION_LANGID = {"languages": ["en"], "min_score": 0.65}
+
+
+def ablation_stages(classifier: Path, threshold: float = 0.05) -> list[dict]:
+    """The rule stages at their defaults, English kept, and a quality classifier (trained on the demo's labelled
+    examples) that drops little at `threshold`: the run ablation variants select from."""
+    return [{"gopher_repetition": {}}, {"gopher_quality": {}}, {"langid": ABLATION_LANGID}, {"fineweb": {}},
+            {"quality_classifier": {"model": str(classifier), "threshold": threshold}}]
+
+
+def pages_run(directory: Path, pages: Path, stages: list[dict], lid_model: Path) -> Path:
+    """A run (in this process, rejects kept) of `stages` over the pages JSONL; returns its config file, beside
+    which the run directory `run` is."""
+    import json
+
+    stages = [{"langid": {**stage["langid"], "model": str(lid_model)}} if "langid" in stage else stage
+              for stage in stages]
+    config = directory / "run.yaml"
+    config.write_text(json.dumps({"name": directory.name, "output": str(directory / "run"), "rejects": True,
+                                  "ray": {"in_process_max_mb": 50}, "input": {"paths": [str(pages)]},
+                                  "stages": stages}))
+    result = pipeline_cli("run", "--config", str(config), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return config
+
+
+@pytest.fixture(scope="session")
+def pages_jsonl(tmp_path_factory, real_page_texts) -> Path:
+    """The real pages' extracted texts as a JSONL input (id, url, text)."""
+    import json
+
+    path = tmp_path_factory.mktemp("pages") / "pages.jsonl"
+    path.write_text("".join(json.dumps({"id": page["record_id"], "url": page["url"], "text": page["text"]}) + "\n"
+                            for page in real_page_texts))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quality_model(tmp_path_factory) -> Path:
+    """A fastText quality classifier trained on the demo's labelled examples (hq prose against junk)."""
+    from pipeline.demo_crawl import write_demo_labels
+    from stages.fasttext_training import TrainingSettings, read_labelled_file, train_classifier
+
+    directory = tmp_path_factory.mktemp("quality-model")
+    labels = write_demo_labels(directory)["quality"]
+    train_classifier(read_labelled_file(str(labels)), str(directory / "quality.bin"), TrainingSettings())
+    return directory / "quality.bin"
+
+
+@pytest.fixture(scope="session")
+def ablation_base(tmp_path_factory, pages_jsonl, lid_model, quality_model) -> Path:
+    """The run ablation variants select from (see ablation_stages); its config file."""
+    return pages_run(tmp_path_factory.mktemp("ablation-base"), pages_jsonl, ablation_stages(quality_model), lid_model)
+
+
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`pipeline run --config configs/quickstart.yaml` once per session (every stage, offline), for the tests

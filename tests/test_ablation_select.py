@@ -3,44 +3,33 @@ real pages through real runs (in this process), the selection compared id by id 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.dataset as pads
 import pytest
 
-from conftest import pipeline_cli
+from conftest import ABLATION_LANGID, ablation_stages, pages_run
 from pipeline.ablation.select import Selection, VariantError, make_variant, select
 from pipeline.config import load_config
 
-LANGID = {"languages": ["en"], "min_score": 0.65}
+LANGID = ABLATION_LANGID
 BASE_STAGES = [{"gopher_repetition": {}}, {"gopher_quality": {}}, {"langid": LANGID}, {"fineweb": {}}]
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory, real_page_texts) -> Path:
-    path = tmp_path_factory.mktemp("pages") / "pages.jsonl"
-    path.write_text("".join(json.dumps({"id": page["record_id"], "url": page["url"], "text": page["text"]}) + "\n"
-                            for page in real_page_texts))
-    return path
-
-
-def run(directory: Path, pages: Path, stages: list[dict], lid_model: Path) -> Path:
-    stages = [{"langid": {**stage["langid"], "model": str(lid_model)}} if "langid" in stage else stage
-              for stage in stages]
-    config = directory / "run.yaml"
-    config.write_text(json.dumps({"name": directory.name, "output": str(directory / "run"), "rejects": True,
-                                  "ray": {"in_process_max_mb": 50}, "input": {"paths": [str(pages)]},
-                                  "stages": stages}))
-    result = pipeline_cli("run", "--config", str(config), "--quiet")
-    assert result.returncode == 0, result.stderr
-    return config
+def pages(pages_jsonl) -> Path:
+    return pages_jsonl
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, pages, lid_model) -> Path:
-    """The run the variants select from: the rule stages at their defaults, English kept."""
-    return run(tmp_path_factory.mktemp("base"), pages, BASE_STAGES, lid_model)
+def base(ablation_base) -> Path:
+    """The run the variants select from: the rule stages at their defaults, English kept, a quality classifier that
+    drops little."""
+    return ablation_base
+
+
+def run(directory: Path, pages: Path, stages: list[dict], lid_model: Path) -> Path:
+    return pages_run(directory, pages, stages, lid_model)
 
 
 def selected_ids(config_path: Path, changes: dict) -> tuple[set[str], Selection]:
@@ -102,3 +91,23 @@ def test_a_variant_of_unknown_stages_or_with_thresholds_for_langid_is_refused(ba
         make_variant("v", stages, {"langid": {"min_score": 0.5}})
     with pytest.raises(VariantError, match="variant v: fineweb.min_line_punct_ratio: "):
         make_variant("v", stages, {"fineweb": {"min_line_punct_ratio": 2}})
+
+
+def test_a_classifier_threshold_selects_exactly_what_a_run_with_it_keeps(tmp_path, base, pages, lid_model,
+                                                                         quality_model):
+    """The quality classifier's saved score decides again with another threshold (the demo-trained model scores
+    most real pages above 0.99, so 0.995 splits them; the score is rounded to the column's float32 before the run
+    decides, so the saved value decides the same way): the variant keeps what a full run with it keeps, id for id."""
+    changes = {"gopher_repetition": None, "gopher_quality": None, "langid": None, "fineweb": None,
+               "quality_classifier": {"threshold": 0.995}}
+    ids, counts = selected_ids(base, changes)
+    loose, _ = selected_ids(base, {**changes, "quality_classifier": None})
+    assert counts.dropped["quality_classifier:low_quality"] > 20 and counts.undecidable == 0 and len(ids) > 50
+    assert ids < loose
+    assert ids == kept_ids(run(tmp_path, pages, ablation_stages(quality_model, threshold=0.995), lid_model))
+
+
+def test_a_classifier_variant_may_change_only_its_threshold(base):
+    stages = load_config(str(base)).document_stages()
+    with pytest.raises(VariantError, match="quality_classifier: only its threshold can change"):
+        make_variant("v", stages, {"quality_classifier": {"label": "lq"}})

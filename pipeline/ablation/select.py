@@ -8,8 +8,10 @@ and extracted is a candidate: those it kept (documents/) and those it dropped (r
 
 - a rule stage (stages.text_tools.RuleStage) decides again from its saved signal columns with `text_tools.decide`,
   the function the stage itself decides with, so the selection is what a run with those thresholds would keep;
-- any other stage (langid, a classifier, pii, ...) keeps the run's own decision: a document it dropped stays dropped
-  (its thresholds cannot be changed here: a setting for it is refused).
+- a classifier (quality, toxicity) decides again from its saved score with its `threshold`, the one setting that
+  may change (another model or label would need the text scored again);
+- any other stage (langid, pii, ...) keeps the run's own decision: a document it dropped stays dropped (its
+  settings cannot be changed here: a setting for it is refused).
 
 Stages the variant leaves out decide nothing. A document the run dropped at stage k has no signals from the stages
 after k: if the variant applies one of those, the document is `undecidable` (counted, not selected), which happens
@@ -32,6 +34,7 @@ from pydantic import ValidationError
 from pipeline.schema import DROP_REASON, ERROR, TEXT
 from stages import STAGES
 from stages.base import StageConfig
+from stages.classifiers import FastTextClassifier
 from stages.text_tools import RuleStage, decide
 
 REJECTED_AT = "stage"  # the rejects' column naming the stage that dropped a document
@@ -78,7 +81,10 @@ def make_variant(name: str, run_stages: list[tuple[str, StageConfig]], changes: 
         if stage not in changes:
             continue
         update = changes[stage] or {}
-        if update and not issubclass(STAGES[stage], RuleStage):
+        if issubclass(STAGES[stage], FastTextClassifier) and set(update) - {"threshold"}:
+            raise VariantError(f"variant {name}: {stage}: only its threshold can change (its score is saved; another "
+                               "model or label would score the text again)")
+        if update and not issubclass(STAGES[stage], (RuleStage, FastTextClassifier)):
             raise VariantError(f"variant {name}: {stage} decides from more than its signal columns; list it without "
                                "settings to keep the run's own decisions")
         try:
@@ -111,6 +117,8 @@ def select(table: pa.Table, variant: Variant, run_order: list[str]) -> tuple[np.
         if issubclass(STAGES[stage], RuleStage):
             columns = {name: table.column(name).to_pylist() for name in _signal_columns(STAGES[stage], table)}
             reasons = np.array(decide(STAGES[stage].rules, stage, columns, settings), dtype=object)
+        elif issubclass(STAGES[stage], FastTextClassifier):
+            reasons = _classifier_reasons(STAGES[stage], table, settings.threshold)
         elif DROP_REASON in table.column_names:  # the run's own decision
             reasons = np.where(rejected_at == here, table.column(DROP_REASON).to_numpy(zero_copy_only=False), None)
         else:  # documents the run kept: no stage dropped them
@@ -122,6 +130,17 @@ def select(table: pa.Table, variant: Variant, run_order: list[str]) -> tuple[np.
     counts.selected = int(selected.sum())
     counts.undecidable = int(undecidable.sum())
     return selected, counts
+
+
+def _classifier_reasons(stage: type[FastTextClassifier], table: pa.Table, threshold: float) -> np.ndarray:
+    """The classifier's decision from its saved score, as FastTextClassifier.process makes it (NaN: no score, the
+    document never reached the stage; such rows are undecidable or not selected already)."""
+    if stage.score_column not in table.column_names:
+        raise VariantError(f"the run's documents have no column {stage.score_column}: was {stage.name} run?")
+    scores = table.column(stage.score_column).to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(invalid="ignore"):
+        failed = scores > threshold if stage.drop_above else scores < threshold
+    return np.where(failed, stage.reason, None)
 
 
 def _signal_columns(stage: type[RuleStage], table: pa.Table) -> list[str]:
