@@ -65,3 +65,17 @@ def test_long_texts_read_in_windows_predict_every_token_once_after_its_previous_
     loss = text_loss(model, [ids, ids[:2]], ["x" * 20, "yz"], EOS, block_size=block_size)
     assert (loss.tokens, loss.bytes) == (11, 22)
     assert loss.nats == pytest.approx(expected + -float(model.log_probs[EOS, 1] + model.log_probs[1, 2]), abs=1e-6)
+
+
+def test_windows_scored_in_batches_sum_to_the_windows_scored_one_by_one():
+    """Full windows go through the model together, a text's shorter last window alone: the same total as every
+    window alone, on a randomly initialised GPT and texts of many lengths."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    generator = torch.Generator().manual_seed(1)
+    token_ids = [torch.randint(1, 50, (length,), generator=generator).tolist() for length in (1, 7, 8, 9, 17, 40, 3)]
+    texts = ["x" * (2 * len(ids)) for ids in token_ids]
+    alone = text_loss(model, token_ids, texts, EOS, block_size=8, batch_size=1)
+    together = text_loss(model, token_ids, texts, EOS, block_size=8, batch_size=4)
+    assert (together.tokens, together.bytes) == (alone.tokens, alone.bytes) == (85, 170)
+    assert together.nats == pytest.approx(alone.nats, rel=1e-6)

@@ -39,21 +39,35 @@ class TextLoss:
 
 @torch.no_grad()
 def text_loss(model: torch.nn.Module, token_ids: Sequence[Sequence[int]], texts: Sequence[str], eos_id: int,
-              block_size: int, device: torch.device | str = "cpu") -> TextLoss:
+              block_size: int, device: torch.device | str = "cpu", batch_size: int = 32) -> TextLoss:
     """The summed loss of `model` (the trainer's GPT, or any module mapping (B, T) ids to (B, T, V) logits as its
-    first output) on each text's `token_ids`, with the texts' bytes."""
+    first output) on each text's `token_ids`, with the texts' bytes. Windows of full length go through the model
+    `batch_size` at a time, shorter ones (a text's last) one by one: the sum is the same."""
     was_training = model.training
     model.eval()
     total = TextLoss()
+    full: list[torch.Tensor] = []
+
+    def score(windows: torch.Tensor) -> None:
+        logits = model(windows[:, :-1], windows[:, 1:])[0]
+        total.nats += F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten(), reduction="sum").item()
+
     try:
         for ids, text in zip(token_ids, texts, strict=True):
             sequence = torch.tensor([eos_id, *ids], dtype=torch.long, device=device)
             for start in range(0, len(ids), block_size):
                 window = sequence[start:start + block_size + 1]
-                logits = model(window[:-1].unsqueeze(0), window[1:].unsqueeze(0))[0]
-                total.nats += F.cross_entropy(logits[0].float(), window[1:], reduction="sum").item()
+                if len(window) == block_size + 1:
+                    full.append(window)
+                    if len(full) == batch_size:
+                        score(torch.stack(full))
+                        full.clear()
+                else:
+                    score(window.unsqueeze(0))
             total.tokens += len(ids)
             total.bytes += len(text.encode("utf-8"))
+        if full:
+            score(torch.stack(full))
     finally:
         model.train(was_training)
     return total
