@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="override a config value, e.g. --set max_steps=200 (repeatable)")
     trainer.add_argument("--stop-at", type=int, help="stop at this step with a checkpoint; run again to resume")
 
+    ablate = commands.add_parser("ablate", help="train the same small models on variants of a run's data and compare "
+                                 "them in bits per byte (needs the train extra)")
+    ablate.add_argument("--config", required=True, help="YAML ablation config (configs/ablate-*.yaml)")
+    ablate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value, e.g. --set output=ablations/x (repeatable)")
+
     sampler = commands.add_parser("sample", help="generate text from a training checkpoint")
     sampler.add_argument("--checkpoint", required=True, help="the training out_dir, or its checkpoint.pt")
     sampler.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
@@ -188,6 +194,8 @@ def _command(argv: list[str]) -> int:
         return _tokenizer(args)
     if args.command == "contamination":
         return _contamination(args)
+    if args.command == "ablate":
+        return _ablate(args)
     if args.command in ("train", "sample"):
         return _train(args) if args.command == "train" else _sample(args)
     from pipeline.demo_crawl import write_demo_crawl
@@ -490,6 +498,25 @@ def _train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
         print(f"checkpoint: {config.out_dir}/checkpoint.pt; log: {config.out_dir}/log.jsonl")
     return 0 if figures else 1
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    if _torch_missing():
+        return _fail("ablations train models: pip install -e '.[train]' (it pins torch==2.13.0)")
+    from pipeline.ablation.runner import load_ablate_config, run_ablation
+    from pipeline.config import ConfigError
+    from pipeline.inspect import load_ablation
+
+    try:
+        config = load_ablate_config(args.config, args.overrides)
+        output = run_ablation(config, log=lambda line: print(line, flush=True))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    table = load_ablation(output).table()
+    print(table[["variant", "size", "evaluation", "seeds", "bits_per_byte", "bits_per_byte_std", "difference",
+                 "p_value"]].to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    print(f"tables: {output}/stats/ablation*.parquet; report: {output}/report.html")
+    return 0
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -1377,6 +1377,8 @@ BLOCKED_DOMAINS_NAME = "blocked-domains.txt"
 # The casino and pharma spam sites, for the quickstart's URL filter: the part a blocklist such as UT1's plays.
 BLOCKED_DOMAINS = (SPAM_SITES[1].host, SPAM_SITES[2].host)
 LABELLED_EXAMPLES = 400
+REFERENCE_NAME = "demo-reference.jsonl"
+REFERENCE_ARTICLES = 100
 
 
 def _quality_examples(rng: random.Random) -> list[dict[str, str]]:
@@ -1412,10 +1414,23 @@ def _toxicity_examples(rng: random.Random) -> list[dict[str, str]]:
     return examples
 
 
+def _reference_articles(rng: random.Random) -> list[dict[str, str]]:
+    """English articles written as the crawl's are but not in it: held-out text to score models on (ablations)."""
+    articles = []
+    for _ in range(REFERENCE_ARTICLES):
+        topic = rng.choice(TOPICS["en"])
+        slots = _page_slots(rng, "en")
+        blocks, _ = _prose(rng, "en", topic, slots)
+        title = _fill(rng.choice(TITLES["en"][topic]), slots, rng)
+        articles.append({"text": title + "\n\n" + "\n\n".join(" ".join(content) for _, content in blocks)})
+    return articles
+
+
 def write_demo_labels(directory: str | os.PathLike[str], seed: int = 0) -> dict[str, pathlib.Path]:
     """Write labelled examples (labels/toxicity.jsonl, labels/quality.jsonl), a bad-words list (badwords.txt), a
     blocklist of the crawl's own casino and pharma spam domains (blocked-domains.txt) and an evaluation set of math
-    word problems, some of which the crawl's pages quote (demo-eval.jsonl), all from this module's own text, so the
+    word problems, some of which the crawl's pages quote (demo-eval.jsonl), and held-out English articles
+    (demo-reference.jsonl, for the quickstart ablation's bits per byte), all from this module's own text, so the
     quickstart can train and run its classifiers and filters offline. Deterministic.
     """
     out = pathlib.Path(directory)
@@ -1431,6 +1446,9 @@ def write_demo_labels(directory: str | os.PathLike[str], seed: int = 0) -> dict[
     written["eval"] = out / EVAL_NAME
     _atomic_write(written["eval"], "".join(json.dumps({"question": question, "answer": answer}) + "\n"
                                            for question, answer in EVAL_PROBLEMS).encode("utf-8"))
+    written["reference"] = out / REFERENCE_NAME
+    _atomic_write(written["reference"], "".join(json.dumps(article, ensure_ascii=False) + "\n" for article in
+                                                 _reference_articles(_rng(seed, "reference"))).encode("utf-8"))
     written["blocked_domains"] = out / BLOCKED_DOMAINS_NAME
     _atomic_write(written["blocked_domains"], ("# The demo crawl's casino and pharma spam sites (invented domains)\n"
                                                + "\n".join(BLOCKED_DOMAINS) + "\n").encode("utf-8"))

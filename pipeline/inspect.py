@@ -9,6 +9,10 @@
     run.contamination()          # per evaluation set (decontaminate stage): items found, documents, top domains
     run.parquet_paths()          # the files themselves, for polars / duckdb
 
+    ablation = inspect.load_ablation("ablations/quickstart")   # `pipeline ablate`'s directory
+    ablation.table()             # per variant, size, evaluation set: bits/byte mean and std over seeds, vs baseline
+    ablation.runs(), ablation.variants(), ablation.curves(), ablation.scaling()
+
 Every number comes from the run's own files: the counts from stats/ (merged from the per-unit completion markers,
 so they survive resume and add up across cluster workers), the per-document values from the documents/ and
 rejects/ parts the workers wrote. Nothing here recomputes a signal.
@@ -20,6 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -249,6 +254,54 @@ class Run:
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         # A resumed training run appends: the last line written for a step is the one its checkpoint continued.
         return pd.DataFrame(rows).drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
+def load_ablation(path: str | Path) -> "Ablation":
+    """The ablation in `path` (the output of `pipeline ablate`) once its tables are written."""
+    from pipeline.ablation.tables import SUMMARY
+
+    root = Path(path)
+    if not (root / "stats" / SUMMARY).exists():
+        raise FileNotFoundError(f"{root}: no stats/{SUMMARY}; is this a finished ablation directory?")
+    return Ablation(root)
+
+
+@dataclass
+class Ablation:
+    """An ablation's tables (pipeline/ablation/tables.py says what each holds)."""
+
+    root: Path
+
+    @cached_property
+    def config(self) -> dict:
+        return json.loads((self.root / "ablation.json").read_text())
+
+    def table(self) -> pd.DataFrame:
+        """Per variant, size and evaluation set: documents, tokens, bits per byte (mean, std over seeds), the
+        difference to the baseline and its paired p-value."""
+        return self._read("SUMMARY")
+
+    def runs(self) -> pd.DataFrame:
+        """Per model (variant, size, seed) and evaluation set: bits per byte and per token, final losses."""
+        return self._read("RUNS")
+
+    def variants(self) -> pd.DataFrame:
+        """Per variant: candidates, selected, dropped by reason (JSON), tokens before and under the budget."""
+        return self._read("VARIANTS")
+
+    def curves(self) -> pd.DataFrame:
+        """Per model and step: training loss, and validation loss where measured."""
+        return self._read("CURVES")
+
+    def scaling(self) -> pd.DataFrame:
+        """Per variant and evaluation set: the fitted L(N) = E + A / N^alpha (empty with fewer than 3 sizes)."""
+        return self._read("SCALING")
+
+    def _read(self, table: str) -> pd.DataFrame:
+        from pipeline.ablation import tables
+
+        path = self.root / "stats" / getattr(tables, table)
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 def _sample_parts(parts: list[str], max_rows: int, seed: int) -> list[str]:

@@ -15,7 +15,8 @@ def test_readme_config_reference_matches_the_config_models():
 
 
 def test_every_shipped_config_is_valid_apart_from_paths_to_the_users_files():
-    configs = sorted(path for path in (REPO / "configs").glob("*.yaml") if not path.name.startswith("train-"))
+    configs = sorted(path for path in (REPO / "configs").glob("*.yaml")
+                     if not path.name.startswith(("train-", "ablate-")))
     assert configs
     for path in configs:
         try:
@@ -23,6 +24,15 @@ def test_every_shipped_config_is_valid_apart_from_paths_to_the_users_files():
         except ConfigError as exc:
             problems = str(exc).split(": ", 1)[1].split("; ")
             assert all("matches no file" in problem for problem in problems), str(exc)
+
+
+def test_every_shipped_ablation_config_is_valid():
+    from pipeline.ablation.runner import load_ablate_config
+
+    configs = sorted((REPO / "configs").glob("ablate-*.yaml"))
+    assert configs
+    for path in configs:
+        load_ablate_config(path)
 
 
 def test_every_shipped_training_config_is_valid():
