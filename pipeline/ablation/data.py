@@ -309,8 +309,9 @@ def _shards(config: AblateConfig, output: Path, parts: list[Path], variants: dic
         for name, data in variants.items():
             cut = cuts[name]
             chosen = table.column(f"in_{name}").to_numpy(zero_copy_only=False)
-            under = (buckets < cut.bucket) | np.array([identifier in cut.whole or identifier == cut.last
-                                                        for identifier in ids], dtype=bool)
+            under = buckets < cut.bucket
+            for row in np.flatnonzero(buckets == cut.bucket):  # the bucket where the budget ends
+                under[row] = ids[row] in cut.whole or ids[row] == cut.last
             folder = variant_folder(output, name) / "shards"
             for split, rows in (("train", chosen & ~validation & under), ("validation", chosen & validation)):
                 picked = order[rows[order]]

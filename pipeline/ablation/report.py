@@ -87,7 +87,10 @@ def learning_curve_figures(ablation: Ablation) -> list[tuple[str, Figure]]:
         return []
     order = _variant_order(ablation)
     figures = []
-    for size, of_size in curves.groupby("size", sort=False):
+    for size in [size["name"] for size in ablation.config["sizes"]]:
+        of_size = curves[curves["size"] == size]
+        if of_size.empty:
+            continue
         figure, axes = _plot(3.4)
         for index, variant in enumerate(name for name in order if name in set(of_size["variant"])):
             colour = COLOURS[index % len(COLOURS)]
