@@ -151,13 +151,16 @@ def pipeline_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 def interrupted_cli(args: list[str], ready, wait_s: float = 60) -> tuple[int, str, str]:
     """`pipeline ARGS` in a fresh process, sent SIGINT (Ctrl-C) once `ready(process)` holds: (status, stdout,
-    stderr). Only the process started here is signalled, by its pid."""
+    stderr). Only the process started here is signalled, by its pid. The process starts with SIGINT's default
+    action, as a terminal's foreground command has it, even when the tests run as a background job of a
+    non-interactive shell (which ignores SIGINT, and Python then installs no KeyboardInterrupt handler)."""
     import signal
     import time
 
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + wait_s
         while not ready(process):
