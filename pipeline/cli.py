@@ -513,7 +513,7 @@ def _ablate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     table = load_ablation(output).table()
-    print(table[["variant", "size", "evaluation", "seeds", "bits_per_byte", "bits_per_byte_std", "difference",
+    print(table[["variant", "tokens", "size", "evaluation", "seeds", "bits_per_byte", "bits_per_byte_std", "difference",
                  "p_value"]].to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     print(f"tables: {output}/stats/ablation*.parquet; report: {output}/report.html")
     return 0

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from pipeline.ablation import tables as ablation_tables
 from pipeline.contamination import ITEMS_SCHEMA, ITEMS_TABLE, SETS_SCHEMA, SETS_TABLE
 from pipeline.io.storage import StoragePath, arrow_location, parquet_file, read_parquet, storage_path
 from pipeline.run_dir import RunDir
@@ -258,11 +259,9 @@ class Run:
 
 def load_ablation(path: str | Path) -> "Ablation":
     """The ablation in `path` (the output of `pipeline ablate`) once its tables are written."""
-    from pipeline.ablation.tables import SUMMARY
-
     root = Path(path)
-    if not (root / "stats" / SUMMARY).exists():
-        raise FileNotFoundError(f"{root}: no stats/{SUMMARY}; is this a finished ablation directory?")
+    if not (root / "stats" / ablation_tables.SUMMARY).exists():
+        raise FileNotFoundError(f"{root}: no stats/{ablation_tables.SUMMARY}; is this a finished ablation directory?")
     return Ablation(root)
 
 
@@ -279,28 +278,26 @@ class Ablation:
     def table(self) -> pd.DataFrame:
         """Per variant, size and evaluation set: documents, tokens, bits per byte (mean, std over seeds), the
         difference to the baseline and its paired p-value."""
-        return self._read("SUMMARY")
+        return self._read(ablation_tables.SUMMARY)
 
     def runs(self) -> pd.DataFrame:
         """Per model (variant, size, seed) and evaluation set: bits per byte and per token, final losses."""
-        return self._read("RUNS")
+        return self._read(ablation_tables.RUNS)
 
     def variants(self) -> pd.DataFrame:
         """Per variant: candidates, selected, dropped by reason (JSON), tokens before and under the budget."""
-        return self._read("VARIANTS")
+        return self._read(ablation_tables.VARIANTS)
 
     def curves(self) -> pd.DataFrame:
         """Per model and step: training loss, and validation loss where measured."""
-        return self._read("CURVES")
+        return self._read(ablation_tables.CURVES)
 
     def scaling(self) -> pd.DataFrame:
         """Per variant and evaluation set: the fitted L(N) = E + A / N^alpha (empty with fewer than 3 sizes)."""
-        return self._read("SCALING")
+        return self._read(ablation_tables.SCALING)
 
-    def _read(self, table: str) -> pd.DataFrame:
-        from pipeline.ablation import tables
-
-        path = self.root / "stats" / getattr(tables, table)
+    def _read(self, name: str) -> pd.DataFrame:
+        path = self.root / "stats" / name
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 

@@ -14,6 +14,10 @@
    budget (`--steps`). Reference sets: Wikipedia (WikiText-2's *validation* split, detokenised as for the
    classifier, which never saw it) and English books and speeches (Gutenberg, tiny Shakespeare, NLTK's inaugural
    and state-of-the-union addresses).
+5. The scaling view over data for the rules: "langid_only" against "rules" alone, each on the rules' whole 245k
+   training tokens and on a half and a quarter of them (nested, the steps scaled with the budget), size m, three
+   seeds: fits of bits per byte over training tokens, and the budget from which the rules' fit parts from
+   langid_only's by more than the seed spread.
 
     python scripts/ablate_real_pages.py [--work DIR] [--data ../shared/data] [--steps N]
 
@@ -111,16 +115,18 @@ def wikipedia_reference(work: Path, data: Path) -> Path:
     return path
 
 
+SELECT_RULES = {"langid": None, **{stage: None for stage in RULES}}
+
+
 def ablate_config(work: Path, data: Path, steps: int) -> Path:
-    select_rules = {"langid": None, **{stage: None for stage in RULES}}
     threshold = median_quality(work / "rules_quality")
     print(f"quality threshold: {threshold:.4f} (the median score of the documents every rule keeps)")
     config = {
         "output": str(work / "ablation"), "run": str(work / "rules_quality"),
         "variants": [{"name": "langid_only", "select": {"langid": None}},
-                     {"name": "rules", "select": select_rules},
+                     {"name": "rules", "select": SELECT_RULES},
                      {"name": "rules_quality",
-                      "select": {**select_rules, "quality_classifier": {"threshold": threshold}}}],
+                      "select": {**SELECT_RULES, "quality_classifier": {"threshold": threshold}}}],
         "tokenizer": {"vocab_size": 4000}, "tokens": "auto", "validation_fraction": 0.05, "seeds": [0, 1, 2],
         "sizes": [{"name": "s", "n_layer": 2, "n_head": 2, "n_embd": 64},
                   {"name": "m", "n_layer": 3, "n_head": 4, "n_embd": 96},
@@ -136,6 +142,22 @@ def ablate_config(work: Path, data: Path, steps: int) -> Path:
              "max_bytes": 200_000}],
     }
     path = work / "ablate.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def budgets_config(work: Path, base: Path, passes_steps: int) -> Path:
+    """Step 5: the rules against langid_only over three nested budgets (the same tokenizer settings, references
+    and training as step 4; size m only; steps for the whole budget in proportion to step 4's passes)."""
+    config = yaml.safe_load(base.read_text())
+    config.update(output=str(work / "ablation-budgets"), tokens="auto", budgets=[0.25, 0.5, 1.0],
+                  variants=[{"name": "langid_only", "select": {"langid": None}},
+                            {"name": "rules", "select": SELECT_RULES}],
+                  sizes=[size for size in config["sizes"] if size["name"] == "m"])
+    config["training"].update(max_steps=passes_steps, warmup_steps=passes_steps // 10,
+                              eval_interval=passes_steps // 4, log_interval=passes_steps // 4,
+                              checkpoint_interval=passes_steps)
+    path = work / "ablate-budgets.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -156,12 +178,18 @@ def main(argv: list[str] | None = None) -> None:
         model = train_quality_classifier(work, data)
     if not (work / "rules_quality" / "stats" / "summary.json").exists():
         pipeline("run", "--config", str(run_config(work, data, "rules_quality", model)), "--quiet")
-    pipeline("ablate", "--config", str(ablate_config(work, data, args.steps)))
+    base = ablate_config(work, data, args.steps)
+    pipeline("ablate", "--config", str(base))
     from pipeline import inspect
 
     ablation = inspect.load_ablation(work / "ablation")
     print(json.dumps(ablation.variants().drop(columns=["dropped"]).to_dict("records"), indent=1))
     print(ablation.scaling().to_string(index=False))
+    # the same passes over the rules' whole training set as step 4 makes over the smallest variant's
+    variants = ablation.variants().set_index("name")
+    passes_steps = round(args.steps * variants.loc["rules", "train_tokens"] / variants.loc["rules", "budget_tokens"])
+    pipeline("ablate", "--config", str(budgets_config(work, base, passes_steps)))
+    print(inspect.load_ablation(work / "ablation-budgets").scaling().to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ tokens over 65,536 hash buckets and the tokenizer's bounded sample, never a list
    seeded id hash, each once); each pool part gets every document's tokens, and each variant's training tokens are
    counted by hash bucket.
 3. budget: the budget (`tokens`, or the smallest variant's training tokens) is each variant's first documents in
-   hash order (a seeded random order), the last one cut short so that every variant trains on exactly the budget.
-   The bucket where a variant's budget ends is read again to find the exact document.
-4. shards: per variant and part, a training shard of its documents under the budget and a validation shard of all
-   its held-out documents (the split is a fixed hash of the id, as the tokenize stage's: a document is held out in
-   every variant that has it), then the manifest.
+   hash order (a seeded random order), the last one cut short so that every variant trains on exactly the budget;
+   each smaller budget (`budgets`: shares of it) is a prefix of the same order. The bucket where a budget ends is
+   read again to find the exact document.
+4. shards: per variant, budget and part, a training shard of its documents under the budget and a validation shard
+   of all its held-out documents (the split is a fixed hash of the id, as the tokenize stage's: a document is held
+   out in every variant that has it), then the manifest, in variants/<variant>/shards-<tokens>/.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class VariantData:
     selection: Selection = field(default_factory=Selection)
     train_documents: int = 0  # before the budget
     train_tokens: int = 0  # before the budget
-    budget_documents: int = 0  # under the budget (the last one cut)
+    budget_documents: dict[int, int] = field(default_factory=dict)  # tokens -> documents under it (the last cut)
     validation_documents: int = 0
     validation_tokens: int = 0
 
@@ -65,23 +66,30 @@ class VariantData:
         return {"name": self.name, "candidates": self.candidates, "selected": self.selection.selected,
                 "dropped": dict(sorted(self.selection.dropped.items())), "undecidable": self.selection.undecidable,
                 "train_documents": self.train_documents, "train_tokens": self.train_tokens,
-                "budget_documents": self.budget_documents, "validation_documents": self.validation_documents,
+                "budget_documents": {str(tokens): count for tokens, count in self.budget_documents.items()},
+                "validation_documents": self.validation_documents,
                 "validation_tokens": self.validation_tokens}
 
 
 @dataclass
 class PreparedData:
     budget: int
+    budgets: list[int]  # in tokens, smallest first; the last is `budget`
     tokenizer: Path
     variants: dict[str, VariantData]
 
     def to_dict(self) -> dict:
-        return {"budget": self.budget, "tokenizer": str(self.tokenizer),
+        return {"budget": self.budget, "budgets": self.budgets, "tokenizer": str(self.tokenizer),
                 "variants": [data.to_dict() for data in self.variants.values()]}
 
 
 def variant_folder(output: Path, name: str) -> Path:
     return output / "variants" / name
+
+
+def shards_folder(output: Path, name: str, tokens: int) -> Path:
+    """The token shards a variant trains on with a budget of `tokens`."""
+    return variant_folder(output, name) / f"shards-{tokens}"
 
 
 def prepare_data(config: AblateConfig, output: Path, log=print) -> PreparedData:
@@ -92,11 +100,12 @@ def prepare_data(config: AblateConfig, output: Path, log=print) -> PreparedData:
     tokenizer = load_tokenizer(tokenizer_path.read_bytes(), source=str(tokenizer_path))
     histograms = _tokens(parts, tokenizer, variants)
     budget = _budget(config, variants)
-    cuts = {name: _cut(parts, name, histograms[name], budget) for name in variants}
+    budgets = sorted({max(1, round(share * budget)) for share in config.budgets})
+    cuts = {name: {tokens: _cut(parts, name, histograms[name], tokens) for tokens in budgets} for name in variants}
     _shards(config, output, parts, variants, cuts, tokenizer, tokenizer_path)
-    prepared = PreparedData(budget, tokenizer_path, variants)
-    log(f"budget: {budget:,} training tokens per variant")
-    return prepared
+    log(f"budget: {budget:,} training tokens per variant" + (
+        f" (and {', '.join(f'{tokens:,}' for tokens in budgets[:-1])})" if len(budgets) > 1 else ""))
+    return PreparedData(budget, budgets, tokenizer_path, variants)
 
 
 # ------------------------------------------------------------------------------------------------------ pool
@@ -105,7 +114,7 @@ def _source_parts(config: AblateConfig) -> list[tuple[str, Path, list[str]]]:
     """(label, part file, variants it is a candidate of) for every part, in a fixed order."""
     selecting = [variant.name for variant in config.variants if variant.select is not None]
     parts = []
-    if config.run is not None:
+    if selecting:
         run = RunDir(Path(config.run))
         if not run.documents.exists():
             raise ConfigError(f"run {config.run}: not a run directory (no documents/)")
@@ -294,9 +303,10 @@ def _cut(parts: list[Path], name: str, histogram: np.ndarray, budget: int) -> Cu
 # ---------------------------------------------------------------------------------------------------- shards
 
 def _shards(config: AblateConfig, output: Path, parts: list[Path], variants: dict[str, VariantData],
-            cuts: dict[str, Cut], tokenizer, tokenizer_path: Path) -> None:
-    """Pass 4: per variant, its shards, manifest and validation sample."""
-    entries: dict[str, dict[str, list]] = {name: {"train": [], "validation": []} for name in variants}
+            cuts: dict[str, dict[int, Cut]], tokenizer, tokenizer_path: Path) -> None:
+    """Pass 4: per variant and budget, its shards and manifest; per variant, its validation sample."""
+    entries: dict[tuple[str, int], dict[str, list]] = {(name, tokens): {"train": [], "validation": []}
+                                                       for name in variants for tokens in cuts[name]}
     samples: dict[str, list] = {name: [] for name in variants}  # (-hash, id, text) heaps
     value_type = pa.from_numpy_dtype(tokenizer.dtype)
     for number, path in enumerate(parts):
@@ -307,24 +317,24 @@ def _shards(config: AblateConfig, output: Path, parts: list[Path], variants: dic
         validation = table.column("validation").to_numpy(zero_copy_only=False)
         order = np.lexsort((np.array(ids, dtype=object).astype(str), hashes))
         for name, data in variants.items():
-            cut = cuts[name]
             chosen = table.column(f"in_{name}").to_numpy(zero_copy_only=False)
-            under = buckets < cut.bucket
-            for row in np.flatnonzero(buckets == cut.bucket):  # the bucket where the budget ends
-                under[row] = ids[row] in cut.whole or ids[row] == cut.last
-            folder = variant_folder(output, name) / "shards"
-            for split, rows in (("train", chosen & ~validation & under), ("validation", chosen & validation)):
-                picked = order[rows[order]]
-                if not len(picked):
-                    continue
-                tokens = table.column("tokens").take(pa.array(picked, pa.int64())).combine_chunks()
-                picked_ids = [ids[i] for i in picked]
-                if split == "train" and cut.last in picked_ids:
-                    tokens = _shortened(tokens, picked_ids.index(cut.last), cut.last_tokens, value_type)
-                if split == "train":
-                    data.budget_documents += len(picked)
-                entries[name][split].append(write_shard(folder, shard_name(split, number), picked_ids,
-                                                        tokens, tokenizer.dtype))
+            for tokens, cut in cuts[name].items():
+                under = buckets < cut.bucket
+                for row in np.flatnonzero(buckets == cut.bucket):  # the bucket where the budget ends
+                    under[row] = ids[row] in cut.whole or ids[row] == cut.last
+                for split, rows in (("train", chosen & ~validation & under), ("validation", chosen & validation)):
+                    picked = order[rows[order]]
+                    if not len(picked):
+                        continue
+                    shard = table.column("tokens").take(pa.array(picked, pa.int64())).combine_chunks()
+                    picked_ids = [ids[i] for i in picked]
+                    if split == "train" and cut.last in picked_ids:
+                        shard = _shortened(shard, picked_ids.index(cut.last), cut.last_tokens, value_type)
+                    if split == "train":
+                        data.budget_documents[tokens] = data.budget_documents.get(tokens, 0) + len(picked)
+                    entries[(name, tokens)][split].append(write_shard(
+                        shards_folder(output, name, tokens), shard_name(split, number), picked_ids, shard,
+                        tokenizer.dtype))
             held_out = np.flatnonzero(chosen & validation)
             texts = table.column(TEXT).take(pa.array(held_out, pa.int64())).to_pylist()
             for index, text in zip(held_out, texts):
@@ -333,15 +343,14 @@ def _shards(config: AblateConfig, output: Path, parts: list[Path], variants: dic
                     heapq.heappush(samples[name], item)
                 elif item > samples[name][0]:
                     heapq.heapreplace(samples[name], item)
-    for name in variants:
-        folder = variant_folder(output, name)
-        splits = entries[name]
+    for (name, tokens), splits in entries.items():
         if not splits["validation"]:
             raise ConfigError(f"variant {name}: no held-out document: raise validation_fraction")
+        folder = shards_folder(output, name, tokens)
         manifest = {
             "format": FORMAT, "dtype": tokenizer.dtype.name, "vocab_size": tokenizer.vocab_size,
             "eos_id": tokenizer.eos_id,
-            "tokenizer": {"path": str(Path("..") / ".." / ".." / tokenizer_path.relative_to(folder.parent.parent)),
+            "tokenizer": {"path": str(Path("..") / ".." / ".." / tokenizer_path.relative_to(output)),
                           "kind": tokenizer.kind, "sha256": _sha256_bytes(tokenizer_path.read_bytes())},
             "seed": config.seed, "validation_fraction": config.validation_fraction,
             "documents": sum(entry["documents"] for split in splits.values() for entry in split),
@@ -350,12 +359,13 @@ def _shards(config: AblateConfig, output: Path, parts: list[Path], variants: dic
                                "tokens": sum(entry["tokens"] for entry in found), "shards": found}
                        for split, found in splits.items()},
         }
-        write_manifest(folder / "shards", manifest)
+        write_manifest(folder, manifest)
+    for name in variants:
         sample = sorted(samples[name], reverse=True)
-        atomic_write_parquet(folder / "validation.parquet",
+        atomic_write_parquet(variant_folder(output, name) / "validation.parquet",
                              pa.table({"id": [identifier for _, identifier, _ in sample],
                                        TEXT: [text for _, _, text in sample]}))
-        atomic_write_json(folder / "data.json", variants[name].to_dict())
+        atomic_write_json(variant_folder(output, name) / "data.json", variants[name].to_dict())
 
 
 def _shortened(tokens: pa.LargeListArray, index: int, keep: int, value_type: pa.DataType) -> pa.LargeListArray:

@@ -60,7 +60,7 @@ def _summary_intro(ablation: Ablation) -> str:
 def _summary_table(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
-    shown = table[["variant", "size", "evaluation", "documents", "tokens", "seeds", "bits_per_byte",
+    shown = table[["variant", "tokens", "size", "evaluation", "documents", "seeds", "bits_per_byte",
                    "bits_per_byte_std", "difference", "p_value"]].rename(
         columns={"bits_per_byte": "bits/byte", "bits_per_byte_std": "std", "p_value": "p"})
     return _table(shown, {"bits/byte": ".4f", "std": ".4f", "difference": "+.4f", "p": ".3f", "documents": ",",
@@ -80,66 +80,71 @@ def _variants_table(variants: pd.DataFrame) -> str:
 
 
 def learning_curve_figures(ablation: Ablation) -> list[tuple[str, Figure]]:
-    """Per size: the training loss per step (mean over seeds, band from lowest to highest seed) and the validation
-    loss where measured, one colour per variant."""
+    """Per budget and size: the training loss per step (mean over seeds, band from lowest to highest seed) and the
+    validation loss where measured, one colour per variant."""
     curves = ablation.curves()
     if curves.empty:
         return []
     order = _variant_order(ablation)
     figures = []
-    for size in [size["name"] for size in ablation.config["sizes"]]:
-        of_size = curves[curves["size"] == size]
-        if of_size.empty:
-            continue
-        figure, axes = _plot(3.4)
-        for index, variant in enumerate(name for name in order if name in set(of_size["variant"])):
-            colour = COLOURS[index % len(COLOURS)]
-            steps = of_size[of_size["variant"] == variant].pivot_table(index="step", columns="seed", values="loss")
-            axes.plot(steps.index, steps.mean(axis=1), color=colour, linewidth=1, label=f"{variant} (train)")
-            axes.fill_between(steps.index, steps.min(axis=1), steps.max(axis=1), color=colour, alpha=0.15,
-                              linewidth=0)
-            validation = (of_size[(of_size["variant"] == variant) & of_size["val_loss"].notna()]
-                          .groupby("step")["val_loss"].mean())
-            if not validation.empty:
-                axes.plot(validation.index, validation.values, "o--", color=colour, markersize=3, linewidth=1,
-                          label=f"{variant} (validation)")
-        axes.set_xlabel("step")
-        axes.set_ylabel("loss (nats per token)")
-        axes.set_title(f"Learning curves, size {size}: mean over seeds, band from lowest to highest", loc="left",
-                       fontsize=FONT_SIZE + 1)
-        axes.legend(frameon=False, fontsize=FONT_SIZE - 1, ncols=2)
-        _tidy(axes)
-        figures.append((str(size), figure))
+    for tokens in sorted(set(curves["tokens"]), reverse=True):
+        for size in [size["name"] for size in ablation.config["sizes"]]:
+            of_size = curves[(curves["size"] == size) & (curves["tokens"] == tokens)]
+            if of_size.empty:
+                continue
+            figure, axes = _plot(3.4)
+            for index, variant in enumerate(name for name in order if name in set(of_size["variant"])):
+                colour = COLOURS[index % len(COLOURS)]
+                mine = of_size[of_size["variant"] == variant]
+                steps = mine.pivot_table(index="step", columns="seed", values="loss")
+                axes.plot(steps.index, steps.mean(axis=1), color=colour, linewidth=1, label=f"{variant} (train)")
+                axes.fill_between(steps.index, steps.min(axis=1), steps.max(axis=1), color=colour, alpha=0.15,
+                                  linewidth=0)
+                validation = mine[mine["val_loss"].notna()].groupby("step")["val_loss"].mean()
+                if not validation.empty:
+                    axes.plot(validation.index, validation.values, "o--", color=colour, markersize=3, linewidth=1,
+                              label=f"{variant} (validation)")
+            axes.set_xlabel("step")
+            axes.set_ylabel("loss (nats per token)")
+            axes.set_title(f"Learning curves, size {size}, {tokens:,} tokens: mean over seeds, band from lowest to "
+                           "highest", loc="left", fontsize=FONT_SIZE + 1)
+            axes.legend(frameon=False, fontsize=FONT_SIZE - 1, ncols=2)
+            _tidy(axes)
+            figures.append((f"{size}, {tokens:,} tokens", figure))
     return figures
 
 
 def scaling_figure(ablation: Ablation) -> Figure | None:
-    """Bits per byte against parameters for each variant and evaluation set (mean over seeds), with the fits."""
+    """Bits per byte against parameters or training tokens for each variant (mean over seeds), with the fits: one
+    panel per fitted dimension, fixed point and evaluation set."""
     scaling, runs = ablation.scaling(), ablation.runs()
     if scaling.empty:
         return None
-    evaluations = list(dict.fromkeys(scaling["evaluation"]))
-    figure = Figure(figsize=(NARROW, 3.0 * len(evaluations)), dpi=DPI, layout="constrained")
+    panels = list(dict.fromkeys(zip(scaling["over"], scaling["at"], scaling["evaluation"])))
+    figure = Figure(figsize=(NARROW, 3.0 * len(panels)), dpi=DPI, layout="constrained")
     order = _variant_order(ablation)
-    for row, evaluation in enumerate(evaluations):
-        axes = figure.add_subplot(len(evaluations), 1, row + 1)
+    for row, (over, at, evaluation) in enumerate(panels):
+        axes = figure.add_subplot(len(panels), 1, row + 1)
+        fixed, value = at.split(" ", 1)
         for index, variant in enumerate(order):
-            points = runs[(runs["variant"] == variant) & (runs["evaluation"] == evaluation)]
-            fit = scaling[(scaling["variant"] == variant) & (scaling["evaluation"] == evaluation)]
+            points = runs[(runs["variant"] == variant) & (runs["evaluation"] == evaluation)
+                          & (runs[fixed].astype(str) == value)]
+            fit = scaling[(scaling["variant"] == variant) & (scaling["evaluation"] == evaluation)
+                          & (scaling["over"] == over) & (scaling["at"] == at)]
             if points.empty or fit.empty:
                 continue
             colour = COLOURS[index % len(COLOURS)]
-            means = points.groupby("parameters")["bits_per_byte"].mean()
+            means = points.groupby(over)["bits_per_byte"].mean()
             axes.plot(means.index, means.values, "o", color=colour, label=variant)
             grid = np.logspace(np.log10(means.index.min()), np.log10(means.index.max() * 30), 100)
             fitted = fit.iloc[0]
             axes.plot(grid, fitted["irreducible"] + fitted["scale"] / grid ** fitted["exponent"], "-", color=colour,
                       linewidth=1)
         axes.set_xscale("log")
-        axes.set_xlabel("parameters (without position embeddings)")
+        axes.set_xlabel("parameters (without position embeddings)" if over == "parameters" else "training tokens")
         axes.set_ylabel("bits per byte")
-        axes.set_title(f"{evaluation}: fits L(N) = E + A / N^alpha, drawn to 30x the largest size", loc="left",
-                       fontsize=FONT_SIZE + 1)
+        axes.set_title(f"{evaluation}, {at}: fits L(N) = E + A / N^alpha, drawn to 30x the largest {over}",
+                       loc="left", fontsize=FONT_SIZE + 1)
         axes.legend(frameon=False, fontsize=FONT_SIZE - 1)
         axes.tick_params(labelsize=FONT_SIZE)
         _tidy(axes)

@@ -4,8 +4,9 @@ The ablation directory holds:
 
     ablation.json        the resolved config; a rerun with another one is refused (its results would mix)
     pool/, tokenizer/    the documents the variants selected, with their tokens; the shared tokenizer
-    variants/<v>/        shards/ (the trainer's input), validation.parquet (held-out texts scored), data.json
-    models/<v>/<size>/seed-<s>/   checkpoint.pt, log.jsonl (as `pipeline train`), result.json once scored
+    variants/<v>/        shards-<tokens>/ (the trainer's input, per budget), validation.parquet (held-out texts
+                         scored), data.json
+    models/<v>/<size>/<tokens>/seed-<s>/   checkpoint.pt, log.jsonl (as `pipeline train`), result.json once scored
     stats/               ablation.parquet (the table), ablation_runs.parquet (every model and evaluation set),
                          ablation_variants.parquet, ablation_curves.parquet, ablation_scaling.parquet (3+ sizes)
     report.html          the table and the learning curves
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.ablation.data import check_sources, prepare_data, variant_folder
+from pipeline.ablation.data import check_sources, prepare_data, shards_folder, variant_folder
 from pipeline.ablation.references import read_reference
 from pipeline.ablation.settings import AblateConfig, SizeSettings
 from pipeline.config import ConfigError, apply_override, read_yaml_mapping, validated
@@ -47,8 +48,8 @@ def load_ablate_config(path: str | Path, overrides: list[str] = ()) -> AblateCon
     return validated(AblateConfig, raw, str(path))
 
 
-def model_folder(output: Path, variant: str, size: str, seed: int) -> Path:
-    return output / "models" / variant / size / f"seed-{seed}"
+def model_folder(output: Path, variant: str, size: str, tokens: int, seed: int) -> Path:
+    return output / "models" / variant / size / str(tokens) / f"seed-{seed}"
 
 
 def run_ablation(config: AblateConfig, log=print) -> Path:
@@ -66,18 +67,20 @@ def run_ablation(config: AblateConfig, log=print) -> Path:
         prepared["seconds"] = time.monotonic() - started
         atomic_write_json(data_file, prepared)
     references = {reference.name: read_reference(reference) for reference in config.references}
-    evaluations = _Evaluations(output, config, references)
-    total = len(config.sizes) * len(config.seeds) * len(config.variants)
+    evaluations = _Evaluations(output, config, prepared["budget"], references)
+    budgets = prepared["budgets"]
+    total = len(budgets) * len(config.sizes) * len(config.seeds) * len(config.variants)
     done = 0
-    for size in config.sizes:
-        for seed in config.seeds:
-            for variant in config.variants:
-                done += 1
-                folder = model_folder(output, variant.name, size.name, seed)
-                if (folder / RESULT_FILE).exists():
-                    continue
-                log(f"[{done}/{total}] {variant.name}, {size.name}, seed {seed}")
-                _train_and_score(config, output, variant.name, size, seed, evaluations, log)
+    for tokens in budgets:
+        for size in config.sizes:
+            for seed in config.seeds:
+                for variant in config.variants:
+                    done += 1
+                    if (model_folder(output, variant.name, size.name, tokens, seed) / RESULT_FILE).exists():
+                        continue
+                    log(f"[{done}/{total}] {variant.name}, {size.name}, {tokens:,} tokens, seed {seed}")
+                    _train_and_score(config, output, variant.name, size, tokens / prepared["budget"], tokens, seed,
+                                     evaluations, log)
     from pipeline.ablation.tables import write_tables
 
     write_tables(output, config, prepared)
@@ -110,14 +113,13 @@ def _claim(output: Path, config: AblateConfig) -> None:
 class _Evaluations:
     """The texts every model is scored on, encoded once: the reference sets and each variant's held-out sample."""
 
-    def __init__(self, output: Path, config: AblateConfig, references: dict[str, list[str]]):
+    def __init__(self, output: Path, config: AblateConfig, budget: int, references: dict[str, list[str]]):
         import pyarrow.parquet as pq
 
         from stages.tokens.files import load_tokenizer
 
-        manifest = json.loads((variant_folder(output, config.variants[0].name) / "shards" / "manifest.json")
-                              .read_text())
-        shards = variant_folder(output, config.variants[0].name) / "shards"
+        shards = shards_folder(output, config.variants[0].name, budget)
+        manifest = json.loads((shards / "manifest.json").read_text())
         self.tokenizer = load_tokenizer((shards / manifest["tokenizer"]["path"]).read_bytes())
         self.eos_id = self.tokenizer.eos_id
         self.sets: dict[str, tuple[list[list[int]], list[str]]] = {
@@ -132,8 +134,22 @@ class _Evaluations:
         return {**self.sets, VALIDATION: self.validation[variant]}
 
 
-def _train_and_score(config: AblateConfig, output: Path, variant: str, size: SizeSettings, seed: int,
-                     evaluations: _Evaluations, log) -> None:
+def training_settings(config: AblateConfig, size: SizeSettings, share: float, seed: int) -> dict:
+    """`training` with the size's model and the seed; a budget that is a share of the full one trains that share of
+    max_steps (warmup and evaluations scaled alike), so every budget gets the same passes over its data."""
+    settings = config.training.model_dump()
+    settings["model"] = size.model_dump(exclude={"name"})
+    settings["seed"] = seed
+    if share < 1:
+        steps = max(1, round(share * config.training.max_steps))
+        settings.update(max_steps=steps, warmup_steps=round(share * config.training.warmup_steps),
+                        eval_interval=max(1, round(share * config.training.eval_interval)),
+                        checkpoint_interval=steps)
+    return settings
+
+
+def _train_and_score(config: AblateConfig, output: Path, variant: str, size: SizeSettings, share: float,
+                     tokens: int, seed: int, evaluations: _Evaluations, log) -> None:
     import torch
 
     from pipeline.ablation.bits_per_byte import text_loss
@@ -141,12 +157,9 @@ def _train_and_score(config: AblateConfig, output: Path, variant: str, size: Siz
     from pipeline.train.settings import TrainConfig
     from pipeline.train.train import CHECKPOINT, train
 
-    folder = model_folder(output, variant, size.name, seed)
-    settings = config.training.model_dump()
-    settings["model"] = size.model_dump(exclude={"name"})
-    settings["seed"] = seed
-    train_config = TrainConfig(**settings, shards=str(variant_folder(output, variant) / "shards"),
-                               out_dir=str(folder))
+    folder = model_folder(output, variant, size.name, tokens, seed)
+    train_config = TrainConfig(**training_settings(config, size, share, seed),
+                               shards=str(shards_folder(output, variant, tokens)), out_dir=str(folder))
     started = time.monotonic()
     figures = train(train_config, log=lambda line: log(f"  {line}") if not line.startswith("step ") else None)
     seconds = time.monotonic() - started
@@ -160,7 +173,8 @@ def _train_and_score(config: AblateConfig, output: Path, variant: str, size: Siz
         loss = text_loss(model, token_ids, texts, evaluations.eos_id, config.training.block_size, device=device)
         scores[name] = {"bits_per_byte": loss.bits_per_byte, "bits_per_token": loss.bits_per_token,
                         "tokens": loss.tokens, "bytes": loss.bytes, "texts": len(texts)}
-    result = {"variant": variant, "size": size.name, "seed": seed, "parameters": model.num_parameters(),
+    result = {"variant": variant, "size": size.name, "tokens": tokens, "seed": seed,
+              "parameters": model.num_parameters(),
               "steps": checkpoint["step"], "train_loss": figures.get("loss"), "val_loss": figures.get("val_loss"),
               "train_seconds": seconds, "scores": scores}
     atomic_write_json(folder / RESULT_FILE, result)
@@ -168,13 +182,16 @@ def _train_and_score(config: AblateConfig, output: Path, variant: str, size: Siz
 
 
 def read_results(output: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((output / "models").glob(f"*/*/seed-*/{RESULT_FILE}"))]
+    return [json.loads(path.read_text()) for path in sorted((output / "models").glob(f"*/*/*/seed-*/{RESULT_FILE}"))]
 
 
 def results_table(results: list[dict]) -> pa.Table:
-    """One row per model and evaluation set."""
-    rows = [{"variant": result["variant"], "size": result["size"], "seed": result["seed"], "evaluation": name,
-             "parameters": result["parameters"], "steps": result["steps"], **score,
+    """One row per model and evaluation set: `tokens` is the budget trained on; `scored_tokens` and `scored_bytes`
+    what the evaluation set holds."""
+    rows = [{"variant": result["variant"], "size": result["size"], "tokens": result["tokens"], "seed": result["seed"],
+             "evaluation": name, "parameters": result["parameters"], "steps": result["steps"],
+             "bits_per_byte": score["bits_per_byte"], "bits_per_token": score["bits_per_token"],
+             "scored_tokens": score["tokens"], "scored_bytes": score["bytes"], "texts": score["texts"],
              "train_loss": result["train_loss"], "val_loss": result["val_loss"],
              "train_seconds": result["train_seconds"]}
             for result in results for name, score in result["scores"].items()]

@@ -65,6 +65,10 @@ class AblateConfig(Strict):
     tokens: int | Literal["auto"] = Field(
         "auto", description="Training tokens per variant (end-of-document tokens included): each variant's "
         "training documents in a seeded random order, the last one cut; auto: the smallest variant's.")
+    budgets: list[float] = Field(
+        [1.0], min_length=1, description="Shares of `tokens` each variant also trains on, for the scaling view over "
+        "data: each a prefix of the same order (3 or more give a fit of loss over tokens); a share s trains "
+        "round(s * max_steps) steps, so every budget gets the same number of passes over its data.")
     validation_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of each variant's documents held out "
                                        "(by a hash of the id, so a document is held out in every variant).")
     validation_documents: int = Field(500, ge=1, description="Held-out documents of each variant scored in bits "
@@ -85,6 +89,8 @@ class AblateConfig(Strict):
                 raise ValueError(f"{kind} {repeated[0]} is named twice")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
+        if len(set(self.budgets)) != len(self.budgets) or not all(0 < share <= 1 for share in self.budgets):
+            raise ValueError("budgets must be distinct shares of tokens, each above 0 and at most 1")
         if any(variant.select is not None for variant in self.variants) and self.run is None:
             raise ValueError("variants with select need `run`: the run whose documents they choose from")
         if self.baseline is not None and self.baseline not in [variant.name for variant in self.variants]:
