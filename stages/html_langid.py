@@ -7,35 +7,40 @@ screen is loose on purpose: a page is dropped as `other_language` only when ever
 `min_probability` in the sample, and the langid stage after extraction still decides on the main text. What it
 skips and loses on real pages: README, Performance.
 
-Decoding, parsing and scoring run in a child process killed at a per-page time limit (stages/sandbox.py, as in
-extract): the parser is linear, but it is C code that nothing else can interrupt, and one hostile page must not stall
-a worker. Rows that already hold text (WET, JSONL, Parquet inputs) pass untouched: langid decides on them as
-cheaply; so do the pages the screen cannot judge, for extract to judge under its own limit: pages without any
-visible text (script-only shells), pages over the time limit and pages the child fails on (a crash, an exception).
-The signal `page_lang_score` is the best kept language's probability in the sample, exact down to `min_probability`
+The visible text comes from a scan of the raw bytes, not a parse: find the hidden elements and comments, cut them
+out, replace tags by spaces, all with byte searches and regular expressions that match in time linear in the bytes
+read (`max_html_bytes` of the body at most), so the screen runs in the worker itself, without a child process or a
+time limit, and a hostile page costs a constant factor more than prose. Only the sample is decoded and its entities
+resolved. Rows that already hold text (WET, JSONL, Parquet inputs) pass untouched: langid decides on them as
+cheaply; so do the pages without any visible text (script-only shells), for extract to judge. The signal
+`page_lang_score` is the best kept language's probability in the sample, exact down to `min_probability`
 (fastText stops ranking below it, which keeps the prediction cheap); a page under it scores 0.
 """
 
 from __future__ import annotations
 
+import functools
+import html as html_entities
 import re
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
-from lxml import etree
 from pydantic import Field
 
 from pipeline.models import LID176, resolve_model
 from pipeline.schema import CHARSET, HTML
 from stages.base import Decision, Stage, StageConfig, set_columns, with_outcome
+from stages.decode import decode_html
 from stages.fasttext_model import FastTextModel
 from stages.langid import with_local_lid_model
-from stages.sandbox import Sandbox, SandboxCrash, SandboxError, SandboxTimeout
 
-_BODY = re.compile(r"<body\b", re.IGNORECASE)
-# Elements whose content is not prose a reader sees; the parser lower-cases tag names.
-_HIDDEN = ("script", "style", "noscript", "template", "svg", "head", "title")
+# Elements whose content is not prose a reader sees, and comments; matched on the lower-cased bytes.
+_HIDDEN_START = re.compile(rb"<(script|style|noscript|template|svg|head|title)\b|<!--")
+# A tag: `<` then a letter, `/`, `!` or `?` (a lone `<` in prose is text, as in a browser), up to the next `>` or
+# the end. `[^>]*` takes `<` too and the `>` is optional, so every match ends where the scan stops: linear time.
+_TAG = re.compile(rb"<[A-Za-z/!?][^>]*>?")
+# The sample is cut from this many times `sample_chars` bytes around the middle of the visible bytes.
+_WINDOW_FACTOR = 4
 
 
 class HtmlLangIdConfig(StageConfig):
@@ -53,32 +58,40 @@ class HtmlLangIdConfig(StageConfig):
         "decides on the extracted text. At 0.01, 1 of 241 English pages of the real test pages is lost.",
     )
     sample_chars: int = Field(
-        2000, ge=100, description="Characters of visible text, from the middle of the page, that lid.176 reads."
+        1000, ge=100, description="Characters of visible text, from the middle of the page, that lid.176 reads."
     )
-    max_html_chars: int = Field(
-        1_000_000, ge=1000, description="Only this much of the page body is read for its visible text."
-    )
-    time_limit_s: float = Field(
-        2.0, gt=0, description="Per-page limit on decoding, parsing and scoring a page; a page over it is passed "
-        "on to extract unjudged, as one without visible text is.",
+    max_html_bytes: int = Field(
+        1_000_000, ge=1000, description="Only this many bytes of the page body are read for its visible text."
     )
 
 
-def visible_text(html: str, max_chars: int = 1_000_000) -> str:
-    """The text a reader of the page sees, roughly: the body (its first `max_chars` characters) without scripts,
-    styles, comments, the head and tags, entities decoded, whitespace collapsed. libxml2's HTML parser (through
-    lxml, as trafilatura uses it in extract) tokenizes in linear time: an unclosed script hides the rest, as in a
-    browser, and markup nested deeper than the parser's limit (256 open elements) is left unread, as extract leaves
-    it."""
-    body = _BODY.search(html)
-    start = body.start() if body else 0
-    parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True,
-                               collect_ids=False)
-    root = etree.fromstring(html[start:start + max_chars].encode(), parser)
-    if root is None:  # nothing to parse
-        return ""
-    etree.strip_elements(root, *_HIDDEN, with_tail=False)
-    return " ".join(" ".join(root.itertext()).split())
+def visible_bytes(page: bytes, max_bytes: int = 1_000_000) -> bytes:
+    """The text a reader of the page sees, roughly, still as the page's bytes: the body (its first `max_bytes`)
+    without scripts, styles, templates, svg, the head, the title and comments, tags replaced by spaces; whitespace
+    and entities as they are. An unclosed hidden element or comment hides the rest, as in a browser. `page` must be
+    in an encoding where `<` and `>` are those bytes wherever they occur (UTF-8 and single-byte encodings)."""
+    lowered = page.lower()
+    start = max(lowered.find(b"<body"), 0)
+    page, lowered = page[start:start + max_bytes], lowered[start:start + max_bytes]
+    shown: list[bytes] = []
+    position = 0
+    while (hidden := _HIDDEN_START.search(lowered, position)) is not None:
+        shown.append(page[position:hidden.start()])
+        name = hidden.group(1)
+        if name is None:
+            end = lowered.find(b"-->", hidden.end())
+            position = end + 3 if end >= 0 else len(page)
+        else:
+            end = lowered.find(b"</" + name, hidden.end())
+            close = lowered.find(b">", end) if end >= 0 else -1
+            position = close + 1 if close >= 0 else len(page)
+    shown.append(page[position:])
+    return _TAG.sub(b" ", b"".join(shown))
+
+
+def visible_text(page: bytes, encoding: str = "utf-8", max_bytes: int = 1_000_000) -> str:
+    """The whole visible text of a page, decoded, entities resolved, whitespace collapsed."""
+    return _readable(visible_bytes(page, max_bytes), encoding)
 
 
 def middle_sample(text: str, chars: int) -> str:
@@ -89,26 +102,26 @@ def middle_sample(text: str, chars: int) -> str:
     return text[start:start + chars]
 
 
-def make_page_scorer(model: str, languages: list[str], min_probability: float, sample_chars: int,
-                     max_html_chars: int) -> Callable:
-    """Build the per-page function (runs in the sandbox child, where the model loads):
-    (payload, declared charset) -> (the best kept language's probability on a sample of the page's visible text,
-    0 under min_probability; the encoding the page was decoded with). The score is None for a page with no visible
-    text, which is not this stage's to judge: extract drops it as no_text unless its main text is where the screen
-    does not look."""
-    from stages.decode import decode_html
+def sample_of(visible: bytes, chars: int, encoding: str) -> str:
+    """`chars` characters from the middle of a page's visible bytes, decoded: only a window around the middle is
+    decoded, unless whitespace fills so much of it that it holds too little text; then all of it is."""
+    window = _WINDOW_FACTOR * chars
+    if len(visible) > window:
+        middle = len(visible) // 2
+        around = visible[middle - window // 2:middle + window // 2]
+        if sum(map(len, around.split())) >= chars:  # enough text in it, whatever the whitespace
+            visible = around
+    return middle_sample(_readable(visible, encoding), chars)
 
-    lid_model = FastTextModel(model)
-    kept_languages = set(languages)
 
-    def page_score(payload: bytes, declared_charset: str | None) -> tuple[float | None, str]:
-        page, encoding = decode_html(payload, declared_charset)
-        sample = middle_sample(visible_text(page, max_html_chars), sample_chars)
-        if not sample:
-            return None, encoding
-        return lid_model.best_of(sample, kept_languages, min_probability), encoding
+def _readable(visible: bytes, encoding: str) -> str:
+    return " ".join(html_entities.unescape(visible.decode(encoding, errors="ignore")).split())
 
-    return page_score
+
+@functools.cache
+def _scans_as_bytes(encoding: str) -> bool:
+    """Whether a page in this encoding can be scanned byte by byte: UTF-8, or one byte per character."""
+    return encoding == "utf-8" or len(bytes(range(256)).decode(encoding, errors="replace")) == 256
 
 
 class HtmlLangId(Stage):
@@ -124,10 +137,22 @@ class HtmlLangId(Stage):
 
     def __init__(self, config: HtmlLangIdConfig):
         super().__init__(config)
-        options = config.model_dump(include={"languages", "min_probability", "sample_chars", "max_html_chars"})
-        options["model"] = str(resolve_model(config.model, LID176))
-        self._sandbox = Sandbox("stages.html_langid:make_page_scorer", options, time_limit_s=config.time_limit_s)
-        self._sandbox.start()  # the model loads in the child while the worker gets its first unit
+        self._model = FastTextModel(resolve_model(config.model, LID176))
+        self._languages = set(config.languages)
+
+    def page_score(self, payload: bytes, declared_charset: str | None) -> tuple[float | None, str]:
+        """(the best kept language's probability on a sample of the page's visible text, 0 under min_probability;
+        the encoding the page was decoded with). The score is None for a page with no visible text, which is not
+        this stage's to judge: extract drops it as no_text unless its main text is where the screen does not look."""
+        text, encoding = decode_html(payload, declared_charset)
+        scanned, scanned_encoding = payload, encoding
+        if not _scans_as_bytes(encoding):  # UTF-16 and the like: scan the decoded text's UTF-8
+            scanned, scanned_encoding = text.encode("utf-8"), "utf-8"
+        sample = sample_of(visible_bytes(scanned, self.config.max_html_bytes), self.config.sample_chars,
+                           scanned_encoding)
+        if not sample:
+            return None, encoding
+        return self._model.best_of(sample, self._languages, self.config.min_probability), encoding
 
     def process(self, docs: pa.Table) -> pa.Table:
         payloads = docs.column(HTML).to_pylist()
@@ -137,10 +162,7 @@ class HtmlLangId(Stage):
         for row, payload in enumerate(payloads):
             if payload is None:
                 continue  # already text: langid decides
-            try:
-                scores[row], charsets[row] = self._sandbox.call(payload, charsets[row])
-            except (SandboxTimeout, SandboxCrash, SandboxError):
-                continue  # not judged: extract, under its own limit, decides on the page and counts its failures
+            scores[row], charsets[row] = self.page_score(payload, charsets[row])
             if scores[row] is not None and scores[row] < self.config.min_probability:
                 drops[row] = "other_language"
         # The encoding found, as the page's charset: extract decodes with it straight away instead of guessing again
@@ -149,6 +171,3 @@ class HtmlLangId(Stage):
                            {"page_lang_score": pa.float32(), CHARSET: pa.string()})
         none = [None] * docs.num_rows
         return with_outcome(docs, drops, none, none)
-
-    def close(self) -> None:
-        self._sandbox.close()

@@ -1,6 +1,7 @@
 """The language screen before extraction: visible text of raw pages, its decisions on the real pages against langid
 on their extracted text, text rows passing through, bad pages, its place in a config, and a whole run."""
 
+import codecs
 import json
 
 import pyarrow as pa
@@ -11,7 +12,8 @@ from conftest import best_seconds, pipeline_cli
 from pipeline.config import ConfigError, load_config
 from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
 from pipeline.schema import RECORD_SCHEMA, empty_row
-from stages.html_langid import HtmlLangId, HtmlLangIdConfig, middle_sample, visible_text
+from stages.html_langid import (HtmlLangId, HtmlLangIdConfig, middle_sample, sample_of, visible_bytes,
+                                visible_text)
 
 ENGLISH = ("The committee will publish its final report on the new railway line next spring, after hearing the "
            "residents of every town along the route. ")
@@ -45,21 +47,39 @@ def test_visible_text_leaves_out_scripts_styles_comments_head_and_tags():
             "<script type='text/javascript'>var x = '<p>not text</p>';</script><p>First &amp; second</p>"
             "<!-- a comment --><noscript>enable JS</noscript><SCRIPT>more()</SCRIPT ><svg><text>chart</text></svg>"
             "<div>Last&nbsp;words</div></body></html>")
-    assert visible_text(html) == "Top First & second Last words"
+    assert visible_text(html.encode()) == "Top First & second Last words"
 
 
 def test_an_unclosed_script_hides_the_rest_and_a_page_without_body_is_read_whole():
-    assert visible_text("<body><p>Before</p><script>var unfinished = 1; <p>never shown</p>") == "Before"
-    assert visible_text("<p>No body tag here</p><head><title>late head</title></head>") == "No body tag here"
+    assert visible_text(b"<body><p>Before</p><script>var unfinished = 1; <p>never shown</p>") == "Before"
+    assert visible_text(b"<p>No body tag here</p><head><title>late head</title></head>") == "No body tag here"
+    assert visible_text(b"<body><p>Text</p><!-- open comment <p>hidden</p>") == "Text"
+
+
+def test_a_lone_less_than_sign_is_text_and_an_unclosed_tag_ends_the_text():
+    assert visible_text(b"<body><p>3 < 4 and 5 <= 6</p><p>x &lt; y</p>") == "3 < 4 and 5 <= 6 x < y"
+    assert visible_text(b"<body><p>Before</p><a href='unfinished") == "Before"
 
 
 def test_visible_text_reads_only_the_first_max_chars_of_the_body():
-    assert visible_text("<head>x</head><body>" + "word " * 1000, max_chars=100).split() == ["word"] * 19
+    assert visible_text(b"<head>x</head><body>" + b"word " * 1000, max_bytes=100).split() == ["word"] * 19
 
 
 def test_the_sample_is_taken_from_the_middle():
     assert middle_sample("abcdefghij", 4) == "defg"
     assert middle_sample("short", 10) == "short"
+
+
+def test_the_sample_of_a_long_page_is_its_middle_and_whitespace_does_not_shorten_it():
+    """Only a window around the middle of the visible bytes is decoded; when indentation fills that window, the
+    whole text is read instead, so the sample still holds `chars` characters of text."""
+    words = " ".join(f"w{number:05d}" for number in range(20_000))
+    sample = sample_of(words.encode(), 120, "utf-8")
+    assert len(sample) == 120 and "w10000" in sample
+    indented = ("word " * 100 + " " * 50_000 + "tail " * 100).encode()
+    assert len(sample_of(indented, 200, "utf-8")) == 200
+    legacy = visible_bytes("<body><p>caf&eacute; Stra\u00dfe</p>".encode("cp1252"))
+    assert sample_of(legacy, 100, "cp1252") == "café Straße"
 
 
 def test_a_page_in_another_language_is_dropped_and_an_english_one_kept(screen):
@@ -119,15 +139,22 @@ def test_bad_and_odd_pages_get_a_decision(screen, payload):
     assert out.column("page_lang_score")[0].as_py() is not None
 
 
-def test_text_nested_deeper_than_the_parser_reads_is_left_to_extract(screen):
-    """libxml2 stops reading at 256 open elements, in extract's trafilatura as here: the screen finds no visible
-    text and passes the page on unjudged, for extract (resiliparse reads it) and langid to decide."""
-    out = screen(pages_table([page("<div>" * 50_000 + GERMAN)]))
-    assert out.column("page_lang_score").to_pylist() == [None]
-    assert out.column("drop_reason").to_pylist() == [None] and out.column("error").to_pylist() == [None]
+def test_text_nested_deeper_than_a_parser_reads_is_judged(screen):
+    """A parser stops at some depth of open elements (libxml2 at 256); the scan reads the text at any depth."""
+    out = screen(pages_table([page("<div>" * 50_000 + GERMAN * 3)]))
+    assert out.column("drop_reason").to_pylist() == ["other_language"] and out.column("error").to_pylist() == [None]
 
 
-# Markup that made the regular-expression tag stripper quadratic or that stresses a parser, by the page size in
+def test_a_utf16_page_is_read_through_its_decoded_text(screen):
+    """Pages whose encoding is not one byte per character nor UTF-8 are scanned as the decoded text's UTF-8."""
+    german, english = (codecs.BOM_UTF16_LE + page(f"<p>{text * 3}</p>").decode().encode("utf-16-le")
+                       for text in (GERMAN, ENGLISH))
+    out = screen(pages_table([german, english]))
+    assert out.column("drop_reason").to_pylist() == ["other_language", None]
+    assert out.column("charset").to_pylist() == ["utf-16-le", "utf-16-le"]
+
+
+# Markup that made the regular-expression tag stripper quadratic or that stresses a scanner or parser, by the page size in
 # bytes; every one is a single line.
 HOSTILE_PAGES = {
     "unclosed_tag_starts": lambda size: "a<b " * (size // 4),
@@ -136,34 +163,19 @@ HOSTILE_PAGES = {
     "unterminated_comment": lambda size: "<body><p>Text</p><!--" + "a" * size,
     "attribute_without_end": lambda size: "<body><a " + "x='1' " * (size // 6),
     "single_line_page": lambda size: "<body>" + f"<p>{ENGLISH}</p>" * (size // (len(ENGLISH) + 7)),
+    "short_scripts_and_comments": lambda size: "<body>" + "<script>x</script><!--c--><p>w</p>" * (size // 35),
+    "stray_closing_tags_and_openers": lambda size: "<body>" + "</script></style><scrip<styl<!-" * (size // 31),
 }
 
 
 @pytest.mark.parametrize("name", HOSTILE_PAGES)
 def test_visible_text_takes_time_linear_in_the_size_of_hostile_markup(name):
     """Ten times the markup costs about ten times the time, not a hundred (the regular expression `<[^>]*>` took
-    quadratic time on `a<b ` repeated). The size cap is lifted so that the parser reads all 10 MB."""
-    small, large = (HOSTILE_PAGES[name](size) for size in (1_000_000, 10_000_000))
-    small_seconds = best_seconds(lambda: visible_text(small, max_chars=len(small)), repeats=5)
-    large_seconds = best_seconds(lambda: visible_text(large, max_chars=len(large)), repeats=2)
+    quadratic time on `a<b ` repeated). The size cap is lifted so that the scan reads all 10 MB."""
+    small, large = (HOSTILE_PAGES[name](size).encode() for size in (1_000_000, 10_000_000))
+    small_seconds = best_seconds(lambda: visible_text(small, max_bytes=len(small)), repeats=5)
+    large_seconds = best_seconds(lambda: visible_text(large, max_bytes=len(large)), repeats=2)
     assert large_seconds < 25 * small_seconds, (small_seconds, large_seconds)
-
-
-def test_a_page_over_the_time_limit_is_passed_on_to_extract_unjudged(lid_model):
-    """The screen decodes and parses each page in a child process killed at `time_limit_s`; a page over it is one
-    the screen cannot judge, like a page without visible text: no score, no drop, no error, the page kept for
-    extract (whose own limit applies). The next page is judged, in a fresh child. The size cap is lifted so that
-    the parser would read the German sentence at the end of 5 MB of markup, which takes it several times the limit."""
-    stage = HtmlLangId(HtmlLangIdConfig(model=str(lid_model), time_limit_s=0.2, max_html_chars=100_000_000))
-    hostile = (HOSTILE_PAGES["unclosed_paragraphs_and_bold"](5_000_000) + GERMAN * 3).encode()
-    try:
-        out = stage(pages_table([hostile, page(f"<p>{GERMAN * 3}</p>")]))
-    finally:
-        stage.close()
-    assert out.column("page_lang_score").to_pylist()[0] is None
-    assert out.column("drop_reason").to_pylist() == [None, "other_language"]
-    assert out.column("error").to_pylist() == [None, None]
-    assert out.column("html").to_pylist()[0] == hostile
 
 
 @pytest.mark.parametrize("name", HOSTILE_PAGES)
