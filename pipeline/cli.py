@@ -332,14 +332,14 @@ def _contamination(args: argparse.Namespace) -> int:
     if address or sum(sizes.values()) > args.in_process_max_mb * 1024 * 1024:
         import ray
 
-        from pipeline.ray_session import connect_ray, submit_task
+        from pipeline.ray_session import connect_ray, disconnect_ray, submit_task
 
         started = connect_ray(address)
         try:
             counts = audit_documents(parts, staged, str(run.root), submit_task, ray.get, tokenizer)
         finally:
             if started:
-                ray.shutdown()
+                disconnect_ray()
     else:
         counts = audit_documents(parts, staged, str(run.root), tokenizer=tokenizer)
     tables = contamination_tables(counts, set_sizes(prepared.index))

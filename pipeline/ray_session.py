@@ -11,11 +11,18 @@ that notes the processes Ray started (the driver's children that `ray.init` adde
 the driver lives, and kills the ones still running once it is gone. Nothing else the driver started (in a
 notebook, say) is touched. It knows processes by pid and start time, never signalling one that reuses a pid.
 
+The embedded Ray is a head node without the processes a batch job on one machine has no use for: the autoscaler
+monitor (nothing to scale) and, unless the user asked for library chatter (`--verbose`), the log monitor that
+copies the workers' output to the driver's terminal (it stays in the session's log files). `ray.init` offers no
+switch for either, so the node is started as `ray.init(address="local")` starts it, with those two left out, and the
+driver joins it; `disconnect_ray` ends it. Ray is pinned (pyproject.toml), and tests check which processes start.
+
 Once connected, `gcs_address` says which cluster the run used and `submit_task` runs a function as a Ray task.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -24,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from pipeline.run_lock import process_alive, process_start
+from pipeline.processes import process_alive, process_start
 
 LOCAL_OBJECT_STORE_MB = 512
 WATCH_INTERVAL_S = 0.5
@@ -71,17 +78,49 @@ def connect_ray(address: str | None, object_store_mb: int | None = None) -> bool
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         before = _children_of(os.getpid())
-        ray.init(  # CPUs: Ray's own count, which honours container (cgroup) limits
-            address="local",
-            include_dashboard=False,
-            object_store_memory=(object_store_mb or LOCAL_OBJECT_STORE_MB) * 1024 * 1024,
-            logging_level=logging.WARNING,
-        )
+        start_embedded_ray((object_store_mb or LOCAL_OBJECT_STORE_MB) * 1024 * 1024)
         start_watchdog(_children_of(os.getpid()) - before)
     for number, handler in handlers.items():  # ray.init installs its own; the command's exit codes are ours
         if handler is not None:
             signal.signal(number, handler)
     return True
+
+
+def start_embedded_ray(object_store_bytes: int) -> None:
+    """Start a local head node as `ray.init(address="local")` does (CPUs: Ray's own count, which honours container
+    limits), without the autoscaler monitor and, unless verbose, the log monitor; then join it."""
+    import ray
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+
+    global _embedded_node
+    params = RayParams(include_dashboard=False, object_store_memory=object_store_bytes, no_monitor=True,
+                       include_log_monitor=verbose())
+    _embedded_node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
+    atexit.register(_end_embedded_node)
+    try:
+        ray.init(address=_embedded_node.address, logging_level=logging.WARNING)
+    except BaseException:
+        _end_embedded_node()
+        raise
+
+
+def disconnect_ray() -> None:
+    """Leave the cluster `connect_ray` joined, and end the embedded Ray if it started one."""
+    import ray
+
+    ray.shutdown()
+    _end_embedded_node()
+
+
+_embedded_node = None
+
+
+def _end_embedded_node() -> None:
+    global _embedded_node
+    if _embedded_node is not None:
+        node, _embedded_node = _embedded_node, None
+        node.kill_all_processes(check_alive=False, allow_graceful=True)
 
 
 def gcs_address() -> str:

@@ -37,7 +37,7 @@ from pipeline.plan import (check_inputs, configured_files, files_read, input_rep
                            plan_units, save_plan)
 from pipeline.progress import NoProgress, RunProgress
 from pipeline.contamination import run_contamination
-from pipeline.ray_session import connect_ray, gcs_address
+from pipeline.ray_session import connect_ray, disconnect_ray, gcs_address
 from pipeline.run_dir import OpenRun, RunDir, open_run_dir, remove_temporaries
 from pipeline.staged_assets import prepare_stages
 from pipeline.stats import MarkersMerged, StageTally, StatsNotWritten, accounting_problems, write_run_stats
@@ -139,9 +139,7 @@ def _run_in(config: RunConfig, run: RunDir, opened: OpenRun, address: str | None
                                               in_process, error_text)
     finally:
         if started_here:
-            import ray
-
-            ray.shutdown()
+            disconnect_ray()
     funnel += [stage_tally(run, name) for name in current_stages(config, run, digest)]
     return RunResult(run.root, funnel, len(units), len(units) - len(pending), failed, 0.0, failed_stages,
                      bool(failed) and failures_allowed, in_process, merged=merged,

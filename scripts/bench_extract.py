@@ -46,7 +46,7 @@ import ray
 
 from pipeline.config import RunConfig
 from pipeline.io.archive_reader import ReadOptions, probe_layout, read_archive
-from pipeline.ray_session import connect_ray
+from pipeline.ray_session import connect_ray, disconnect_ray
 from pipeline.runner import RunResult, run_pipeline
 from pipeline.stats import StageTally, accounting_problems
 from pipeline.summary import records_read
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             warm = best([time_pipeline_without_startup(files, settings, args, tmp, run) for run in range(args.repeat)])
         finally:
-            ray.shutdown()
+            disconnect_ray()
         print(f"Plain loop ({args.repeat} run(s))...", flush=True)
         pages, records = load_pages(files, build_config(files, tmp / "unused", settings, args.workers))
         extract = build_extractor(settings)
