@@ -30,6 +30,7 @@ from pathlib import Path
 from pipeline.io.atomic import atomic_write_json
 from pipeline.io.storage import RemotePath, StoragePath
 from pipeline.output_guard import LOCK_FILE
+from pipeline.processes import process_alive, process_start
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
@@ -56,30 +57,6 @@ class Holder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}, since {self.started} ({self.command})"
-
-
-def process_start(pid: int) -> int | None:
-    """When a process started (clock ticks since boot), from /proc; None where there is no /proc or no process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def process_alive(pid: int, started: int | None) -> bool:
-    """Whether the process `pid` that started at `started` still runs (not a later process given the same pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if started is None:
-        return True
-    now = process_start(pid)
-    return now is None or now == started
 
 
 def _this_process() -> Holder:

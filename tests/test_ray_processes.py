@@ -142,6 +142,36 @@ def test_a_worker_that_cannot_build_its_stages_stops_the_run_with_its_own_error(
     assert markers(run.root) == 0
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(bytes(1), b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_the_watchdog_of_an_embedded_ray_imports_only_the_standard_library():
+    """It lives as long as the run beside every other process: a bare interpreter, not pyarrow and the pipeline."""
+    probe = ("import sys, pipeline.ray_session; print(sorted(name for name in sys.modules "
+             "if name.split('.')[0] in {'pyarrow', 'numpy', 'ray', 'pydantic', 'stages'}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_embedded_ray_starts_no_monitors_and_ends_every_process_it_started(tmp_path, config):
+    """A run on one machine needs no autoscaler monitor (nothing to scale) and, without --verbose, no log monitor;
+    the rest of a head node runs (GCS, raylet, their agents), and a finished run leaves none of its processes."""
+    output = tmp_path / "run"
+    process = start(config, output)
+    wait_for_markers(process, output, 1)
+    ours = descendants(process.pid)
+    lines = [command_line(pid) for pid, _ in ours]
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    assert any("gcs_server" in line for line in lines) and any("raylet" in line for line in lines), lines
+    assert not [line for line in lines if "autoscaler/_private/monitor.py" in line or "log_monitor.py" in line]
+    assert not survivors(ours, within_s=10), "processes of the finished run are still running"
+
+
 @pytest.mark.parametrize("kill", ["driver", "process group"])
 def test_nothing_of_a_killed_run_goes_on_writing_or_running(tmp_path, config, kill):
     output = tmp_path / "run"
