@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
 from pipeline.schema import CHARSET, HTML, TEXT
 from stages.base import Stage, StageConfig, StageSetupError, set_columns, with_outcome
+from stages.extraction_engines import INSTALL, make_extractor
 from stages.sandbox import Sandbox, SandboxCrash, SandboxError, SandboxTimeout
 
-# How to get an engine that is not installed (trafilatura is a core dependency, resiliparse an extra).
-_INSTALL = {
-    "trafilatura": "pip install -e . (trafilatura is a core dependency)",
-    "resiliparse": "pip install resiliparse==2.0.1, or pip install -e '.[resiliparse]'",
-}
-
+__all__ = ["Extract", "ExtractConfig", "make_extractor"]
 
 class ExtractConfig(StageConfig):
     """Extractor settings. trafilatura: https://trafilatura.readthedocs.io/en/latest/usage-python.html;
@@ -67,69 +63,6 @@ class ExtractConfig(StageConfig):
         return self.model_dump(include={"engine", "favor", "include_tables", "include_comments", "fallback"})
 
 
-def make_extractor(
-    favor: str, include_tables: bool, include_comments: bool, fallback: bool, engine: str = "trafilatura"
-) -> Callable:
-    """Build the per-document function (runs in the sandbox child, where the engine is imported):
-    (payload, declared charset, url) -> (text or None, encoding the payload was decoded with)."""
-    from stages.decode import decode_html
-
-    try:
-        main_text = _MAIN_TEXT[engine](favor, include_tables, include_comments, fallback)
-    except ImportError as exc:
-        raise ImportError(f"{exc}; engine {engine!r} needs: {_INSTALL[engine]}") from exc
-
-    def extract(payload: bytes, declared_charset: str | None, url: str | None) -> tuple[str | None, str]:
-        html, encoding = decode_html(payload, declared_charset)
-        return main_text(html, url), encoding
-
-    return extract
-
-
-def _trafilatura(favor: str, include_tables: bool, include_comments: bool, fallback: bool) -> Callable:
-    import trafilatura
-
-    from stages.trafilatura_selectors import install
-
-    install()  # the same elements as trafilatura's own XPath selectors, found faster
-
-    def main_text(html: str, url: str | None) -> str | None:
-        return trafilatura.extract(
-            html,
-            url=url,
-            fast=not fallback,
-            favor_precision=favor == "precision",
-            favor_recall=favor == "recall",
-            include_tables=include_tables,
-            include_comments=include_comments,
-            deduplicate=False,  # trafilatura's cache is order-dependent: results would differ between runs
-            output_format="txt",
-        )
-
-    return main_text
-
-
-def _resiliparse(favor: str, include_tables: bool, include_comments: bool, fallback: bool) -> Callable:
-    from resiliparse.extract.html2text import extract_plain_text
-    from resiliparse.parse.html import HTMLTree
-
-    options = {
-        "main_content": True,
-        "comments": include_comments,
-        "post_meta": favor != "precision",
-        "alt_texts": favor == "recall",
-        "skip_elements": None if include_tables else ["table"],  # None: resiliparse's own skips only
-    }
-
-    def main_text(html: str, url: str | None) -> str | None:
-        return extract_plain_text(HTMLTree.parse(html), **options)
-
-    return main_text
-
-
-_MAIN_TEXT = {"trafilatura": _trafilatura, "resiliparse": _resiliparse}
-
-
 class Extract(Stage):
     name = "extract"
     Config = ExtractConfig
@@ -138,7 +71,7 @@ class Extract(Stage):
     def __init__(self, config: ExtractConfig):
         super().__init__(config)
         self._sandbox = Sandbox(
-            "stages.extract:make_extractor", config.extractor_options(), time_limit_s=config.time_limit_s
+            "stages.extraction_engines:make_extractor", config.extractor_options(), time_limit_s=config.time_limit_s
         )
         self._sandbox.start()  # the engine loads in the child while the worker gets its first unit
 
@@ -146,7 +79,7 @@ class Extract(Stage):
     def prepare(cls, config: ExtractConfig, workspace: Path) -> ExtractConfig:
         """An engine that is not installed stops the run before any work, not at each worker's first page."""
         if importlib.util.find_spec(config.engine) is None:
-            raise StageSetupError("engine", f"{config.engine} is not installed: {_INSTALL[config.engine]}")
+            raise StageSetupError("engine", f"{config.engine} is not installed: {INSTALL[config.engine]}")
         return config
 
     def process(self, docs: pa.Table) -> pa.Table:

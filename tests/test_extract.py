@@ -3,6 +3,7 @@ with either engine; and a clear stop before any work when the chosen engine is n
 
 import json
 import sys
+import subprocess
 import tarfile
 from typing import get_args
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from conftest import REPO
 from pipeline.schema import RECORD_SCHEMA, empty_row
 from stages.decode import decode_html
 from stages.extract import Extract, ExtractConfig, make_extractor
@@ -186,3 +188,16 @@ def test_decode_prefers_valid_utf8_over_a_wrong_label():
 def test_decode_never_raises_on_undecodable_bytes():
     text, encoding = decode_html(b"\x81\x8d\x8f\x90\x9d" * 100 + b"<p>x</p>", "no-such-charset")
     assert isinstance(text, str) and encoding
+
+
+def test_the_extraction_child_imports_its_engine_and_not_the_pipeline():
+    """The sandbox child builds its function from stages.extraction_engines: trafilatura, lxml and the charset
+    detector, not pyarrow, pydantic or the other stages (they doubled the child's memory and start-up)."""
+    probe = ("import sys; from stages.extraction_engines import make_extractor; "
+             "extract = make_extractor('precision', True, False, False); "
+             "assert extract(b'<html><body><p>' + b'Some words here. ' * 20 + b'</p></body></html>', None, None)[0]; "
+             "print(sorted(name for name in sys.modules if name.split('.')[0] in {'pyarrow', 'pydantic', 'numpy', "
+             "'ray', 'pipeline'} or name in {'stages.base', 'stages.extract', 'stages.pii'}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
