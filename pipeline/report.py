@@ -55,6 +55,8 @@ DPI = 96
 FONT_SIZE = 9
 WIDE = 12.5
 NARROW = 9.0
+# Inches: a bar chart of one or two rows still has room for its title, bars and legend.
+MIN_BARS_HEIGHT = 2.4
 
 # What a stage did to a document that has a value of one of its signals, seen from that signal's rule.
 BY_RULE = "removed by this rule"
@@ -564,7 +566,7 @@ def _kept_dropped_bars(frame: pd.DataFrame, column: str, ylabel: str, title: str
                        labels: tuple[str, str]) -> Figure | None:
     if frame.empty:
         return None
-    figure, axes = _plot(0.3 * len(frame) + 1.4)
+    figure, axes = _plot(max(0.3 * len(frame) + 1.4, MIN_BARS_HEIGHT))
     rows = np.arange(len(frame))[::-1]
     axes.barh(rows, frame["kept"], color=KEPT, label=f"{labels[0]}: {int(frame['kept'].sum()):,}")
     axes.barh(rows, frame["dropped"], left=frame["kept"], color=DROPPED,
