@@ -34,6 +34,7 @@ from stages.decode import decode_html
 from stages.fasttext_model import FastTextModel
 from stages.langid import with_local_lid_model
 
+_BODY = re.compile(rb"<body\b", re.IGNORECASE)
 # Elements whose content is not prose a reader sees, and comments; matched on the lower-cased bytes.
 _HIDDEN_START = re.compile(rb"<(script|style|noscript|template|svg|head|title)\b|<!--")
 # A tag: `<` then a letter, `/`, `!` or `?` (a lone `<` in prose is text, as in a browser), up to the next `>` or
@@ -70,9 +71,10 @@ def visible_bytes(page: bytes, max_bytes: int = 1_000_000) -> bytes:
     without scripts, styles, templates, svg, the head, the title and comments, tags replaced by spaces; whitespace
     and entities as they are. An unclosed hidden element or comment hides the rest, as in a browser. `page` must be
     in an encoding where `<` and `>` are those bytes wherever they occur (UTF-8 and single-byte encodings)."""
+    body = _BODY.search(page)
+    start = body.start() if body else 0
+    page = page[start:start + max_bytes]
     lowered = page.lower()
-    start = max(lowered.find(b"<body"), 0)
-    page, lowered = page[start:start + max_bytes], lowered[start:start + max_bytes]
     shown: list[bytes] = []
     position = 0
     while (hidden := _HIDDEN_START.search(lowered, position)) is not None:
