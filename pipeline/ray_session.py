@@ -35,6 +35,7 @@ from pipeline.processes import process_alive, process_start
 
 LOCAL_OBJECT_STORE_MB = 512
 WATCH_INTERVAL_S = 0.5
+_embedded_node = None  # the head node start_embedded_ray started, until disconnect_ray (or exit) ends it
 # Ray's chatter that says nothing to a pipeline user: our own progress line and summary replace it.
 _QUIET_LOGGERS = {
     "ray.data": logging.WARNING,
@@ -97,6 +98,7 @@ def start_embedded_ray(object_store_bytes: int) -> None:
     params = RayParams(include_dashboard=False, object_store_memory=object_store_bytes, no_monitor=True,
                        include_log_monitor=verbose())
     _embedded_node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
+    atexit.unregister(_end_embedded_node)  # once, however many runs a notebook starts
     atexit.register(_end_embedded_node)
     try:
         ray.init(address=_embedded_node.address, logging_level=logging.WARNING)
@@ -111,9 +113,6 @@ def disconnect_ray() -> None:
 
     ray.shutdown()
     _end_embedded_node()
-
-
-_embedded_node = None
 
 
 def _end_embedded_node() -> None:
